@@ -1,0 +1,159 @@
+"""Prometheus exposition of KPIs, alert state and kpimon's own health.
+
+A custom collector reads the daemon's latest immutable values on each scrape:
+a scrape never triggers a poll or an evaluation and never waits for one. The
+values are the ones computed by the last evaluation cycle, which HELP says.
+Everything lives in an injected registry, never the global one.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client.core import GaugeMetricFamily, InfoMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from monitor import __version__
+from monitor.alerts import AlertState
+
+CACHED = " Cached: computed by the last evaluation, not at scrape time."
+
+
+@dataclass(frozen=True)
+class Views:
+    """Callables the collector reads; each returns an immutable value."""
+
+    live: Callable[[], object]  # -> monitor.cycle.LiveState
+    runtime: Callable[[], object]  # -> monitor.runtime.Runtime
+    outbox_counts: Callable[[], dict[str, int]]
+
+
+class KpimonCollector(Collector):
+    def __init__(self, views: Views):
+        self.views = views
+
+    def describe(self) -> list[Metric]:
+        # Registering must not call collect(): that would read the store at import time.
+        return []
+
+    def collect(self) -> Iterator[Metric]:
+        live, runtime = self.views.live(), self.views.runtime()
+        yield from self._kpis(live)
+        yield from self._alerts(live, runtime)
+        yield from self._sources(live)
+        yield from self._rules(live, runtime)
+        outbox = GaugeMetricFamily("kpimon_outbox_messages",
+                                   "Notification messages in the outbox by status.",
+                                   labels=["status"])
+        counts = self.views.outbox_counts()
+        for status in ("pending", "sent", "dead"):
+            outbox.add_metric([status], counts.get(status, 0))
+        yield outbox
+        info = InfoMetricFamily("kpimon_build", "kpimon version.")
+        info.add_metric([], {"version": __version__})
+        yield info
+
+    def _kpis(self, live) -> Iterator[Metric]:
+        kpi = Metric("kpimon_kpi_value", "KPI value per rule series: ratio of sums over the "
+                     "rule's window (ratios as 0-1, money in global.currency)." + CACHED,
+                     "gauge")
+        for result in live.groups.values():
+            frame = result.evaluation.kpis.drop_nulls("value")
+            for rule, window, name, series, value in frame.iter_rows():
+                labels = {"rule": rule, "kpi": name, "window": window, **json.loads(series)}
+                kpi.add_sample("kpimon_kpi_value", labels, value)
+        yield kpi
+
+    def _alerts(self, live, runtime) -> Iterator[Metric]:
+        active = Metric("kpimon_alerts", "Pending and firing alerts, like Prometheus' ALERTS."
+                        + CACHED, "gauge")
+        since = Metric("kpimon_alerts_active_since_timestamp_seconds",
+                       "When each pending or firing alert became active." + CACHED, "gauge")
+        rules = {r.name: r for r in runtime.rules.rules}
+        rows = live.alert_state.filter(
+            live.alert_state["state"].is_in([AlertState.PENDING, AlertState.FIRING]))
+        for rule, series, state, active_at in rows.select(
+                "rule", "series", "state", "active_at").iter_rows():
+            static = rules[rule].spec.labels if rule in rules else {}
+            labels = {**{k: v for k, v in static.items() if "{" not in v},
+                      **json.loads(series), "alertname": rule}
+            active.add_sample("kpimon_alerts", {**labels, "alertstate": state}, 1)
+            since.add_sample("kpimon_alerts_active_since_timestamp_seconds", labels,
+                             (active_at or 0) / 1e6)
+        yield active
+        yield since
+
+    def _sources(self, live) -> Iterator[Metric]:
+        fams = {
+            "up": GaugeMetricFamily("kpimon_source_up", "1 if the last poll of the source "
+                                    "succeeded.", labels=["source"]),
+            "last": GaugeMetricFamily("kpimon_source_last_success_timestamp_seconds",
+                                      "Time of the last successful poll.", labels=["source"]),
+            "rows": GaugeMetricFamily("kpimon_source_rows", "Rows stored by the last "
+                                      "successful poll.", labels=["source"]),
+            "rejected": GaugeMetricFamily("kpimon_source_rows_rejected", "Rows rejected as "
+                                          "invalid by the last successful poll.",
+                                          labels=["source"]),
+            "duration": GaugeMetricFamily("kpimon_source_poll_duration_seconds", "Duration "
+                                          "of the last poll.", labels=["source"]),
+            "failures": GaugeMetricFamily("kpimon_source_poll_failures", "Failed polls since "
+                                          "start.", labels=["source"]),
+        }
+        for name, h in sorted(live.sources.items()):
+            fams["up"].add_metric([name], 1 if h.up else 0)
+            if h.last_success:
+                fams["last"].add_metric([name], h.last_success.timestamp())
+            fams["rows"].add_metric([name], h.rows)
+            fams["rejected"].add_metric([name], h.rejected)
+            fams["duration"].add_metric([name], h.duration)
+            fams["failures"].add_metric([name], h.failures)
+        yield from fams.values()
+
+    def _rules(self, live, runtime) -> Iterator[Metric]:
+        health = GaugeMetricFamily("kpimon_rule_health", "1 if the rule evaluated without "
+                                   "error in its group's last cycle.", labels=["rule", "group"])
+        duration = GaugeMetricFamily("kpimon_rule_group_last_duration_seconds",
+                                     "Duration of the group's last evaluation.",
+                                     labels=["group"])
+        at = GaugeMetricFamily("kpimon_rule_group_last_evaluation_timestamp_seconds",
+                               "Time of the group's last evaluation.", labels=["group"])
+        for group in runtime.rules.groups:
+            result = live.groups.get(group.name)
+            if result is None:
+                continue
+            duration.add_metric([group.name], result.duration)
+            at.add_metric([group.name], result.evaluation.at.timestamp())
+            for rule in group.rules:
+                health.add_metric([rule.name, group.name],
+                                  0 if rule.name in result.evaluation.errors else 1)
+        yield from (health, duration, at)
+
+
+@dataclass(frozen=True)
+class DaemonMetrics:
+    """Counters the daemon updates as events happen (not per evaluation)."""
+
+    notifications: Counter
+    evaluation_seconds: Histogram
+    reloads: Counter
+    reload_success: object  # Gauge
+
+
+def daemon_metrics(registry: CollectorRegistry) -> DaemonMetrics:
+    from prometheus_client import Gauge
+
+    return DaemonMetrics(
+        notifications=Counter("kpimon_notifications", "Notification delivery attempts by "
+                              "receiver and outcome (sent, retry, dead).",
+                              ["receiver", "outcome"], registry=registry),
+        evaluation_seconds=Histogram("kpimon_evaluation_duration_seconds", "Duration of one "
+                                     "rule group evaluation.", ["group"], registry=registry,
+                                     buckets=(.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10)),
+        reloads=Counter("kpimon_config_reloads", "Configuration reloads by result.",
+                        ["result"], registry=registry),
+        reload_success=Gauge("kpimon_config_last_reload_successful", "1 if the last "
+                             "configuration reload succeeded.", registry=registry),
+    )

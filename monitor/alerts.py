@@ -1,0 +1,130 @@
+"""The alert state machine, one row per (rule, series), computed for all at once.
+
+States follow Prometheus: a true condition makes an alert PENDING, and FIRING
+once it has held for ``for``; when it stops holding, a FIRING alert stays FIRING
+for ``keep_firing_for`` and then becomes RESOLVED, which is kept for a while so
+the API and a quick re-fire can see it. The whole table advances in one polars
+expression per column: no Python loop per series.
+
+The state frame is what the store persists; restoring it after a restart means a
+firing alert stays firing (no duplicate "firing" message) and one that cleared
+while the daemon was down still gets its "resolved" message.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from enum import StrEnum
+
+import polars as pl
+
+from monitor.rulefile import Rule
+
+
+class AlertState(StrEnum):
+    INACTIVE = "inactive"  # condition false: the row is dropped, only shown by eval
+    PENDING = "pending"  # condition true for less than `for`
+    FIRING = "firing"  # condition held for `for` (or is kept by keep_firing_for)
+    RESOLVED = "resolved"  # was firing, condition false: kept RESOLVED_RETENTION for the API
+
+
+RESOLVED_RETENTION = timedelta(minutes=15)
+TIME = pl.Datetime("us", "UTC")
+STATE_SCHEMA = {
+    "rule": pl.String, "series": pl.String, "state": pl.String, "active_at": pl.Int64,
+    "fired_at": pl.Int64, "resolved_at": pl.Int64, "last_true_at": pl.Int64,
+    "notified_at": pl.Int64, "value": pl.Float64, "kpi_values": pl.String,
+}
+TRANSITION_SCHEMA = {**STATE_SCHEMA, "previous": pl.String}
+
+
+@dataclass(frozen=True)
+class Step:
+    """The new state of the evaluated rules and the rows that changed state."""
+
+    state: pl.DataFrame  # STATE_SCHEMA, only non-inactive rows of the evaluated rules
+    transitions: pl.DataFrame  # TRANSITION_SCHEMA: rows whose state changed
+
+
+def empty_state() -> pl.DataFrame:
+    return pl.DataFrame(schema=STATE_SCHEMA)
+
+
+def advance(previous: pl.DataFrame, candidates: pl.DataFrame, rules: Sequence[Rule],
+            now: datetime) -> Step:
+    """Advance the state of ``rules`` given this evaluation's candidates.
+
+    ``previous`` may hold other rules' rows; they are not touched or returned.
+    Times are integer microseconds (UTC) as the store keeps them.
+    """
+    now_us = int(now.timestamp() * 1_000_000)
+    names = [r.name for r in rules]
+    params = pl.DataFrame({
+        "rule": names,
+        "for_us": [int(r.spec.for_.total_seconds() * 1e6) for r in rules],
+        "keep_us": [int(r.spec.keep_firing_for.total_seconds() * 1e6) for r in rules],
+    }, schema={"rule": pl.String, "for_us": pl.Int64, "keep_us": pl.Int64})
+    prev = previous.filter(pl.col("rule").is_in(names))
+    cur = candidates.select(
+        "rule", "series", (pl.col("active") & pl.col("sufficient")).alias("cond"),
+        pl.col("value").alias("cur_value"), pl.col("kpi_values").alias("cur_kpi_values"),
+    )
+    joined = (prev.join(cur, on=["rule", "series"], how="full", coalesce=True)
+              .join(params, on="rule", how="left")
+              .with_columns(pl.col("cond").fill_null(False),
+                            pl.col("state").fill_null(AlertState.INACTIVE).alias("previous")))
+    was = pl.col("previous")
+    cond = pl.col("cond")
+    active_at = (pl.when(cond & was.is_in([AlertState.PENDING, AlertState.FIRING]))
+                 .then(pl.col("active_at")).when(cond).then(pl.lit(now_us))
+                 .otherwise(pl.col("active_at")))
+    kept = ((was == AlertState.FIRING) & ~cond
+            & (pl.lit(now_us) - pl.col("last_true_at") < pl.col("keep_us")))
+    state = (
+        pl.when(cond & ((was == AlertState.FIRING)
+                        | (pl.lit(now_us) - pl.col("new_active_at") >= pl.col("for_us"))))
+        .then(pl.lit(AlertState.FIRING))
+        .when(cond).then(pl.lit(AlertState.PENDING))
+        .when(kept).then(pl.lit(AlertState.FIRING))
+        .when(was == AlertState.FIRING).then(pl.lit(AlertState.RESOLVED))
+        .when((was == AlertState.RESOLVED)
+              & (pl.lit(now_us) - pl.col("resolved_at") < int(RESOLVED_RETENTION.total_seconds()
+                                                                * 1e6)))
+        .then(pl.lit(AlertState.RESOLVED))
+        .otherwise(pl.lit(AlertState.INACTIVE))
+    )
+    out = (joined.with_columns(active_at.alias("new_active_at"))
+           .with_columns(state.alias("new_state"))
+           .with_columns(
+               pl.col("new_active_at").alias("active_at"),
+               pl.when((pl.col("new_state") == AlertState.FIRING) & (was != AlertState.FIRING))
+               .then(pl.lit(now_us)).otherwise(pl.col("fired_at")).alias("fired_at"),
+               pl.when((pl.col("new_state") == AlertState.RESOLVED)
+                       & (was != AlertState.RESOLVED))
+               .then(pl.lit(now_us)).otherwise(pl.col("resolved_at")).alias("resolved_at"),
+               pl.when(cond).then(pl.lit(now_us)).otherwise(pl.col("last_true_at"))
+               .alias("last_true_at"),
+               pl.when(cond).then(pl.col("cur_value")).otherwise(pl.col("value")).alias("value"),
+               pl.when(cond).then(pl.col("cur_kpi_values")).otherwise(pl.col("kpi_values"))
+               .alias("kpi_values"),
+               pl.col("new_state").alias("state"),
+           ))
+    # A re-fire starts a new episode: forget the old episode's times.
+    out = out.with_columns(
+        pl.when(pl.col("state") == AlertState.PENDING).then(None)
+        .otherwise(pl.col("fired_at")).alias("fired_at"),
+        pl.when(pl.col("state").is_in([AlertState.PENDING, AlertState.FIRING])).then(None)
+        .otherwise(pl.col("resolved_at")).alias("resolved_at"),
+        pl.when((pl.col("state") == AlertState.PENDING) & (was != AlertState.PENDING))
+        .then(None).otherwise(pl.col("notified_at")).alias("notified_at"),
+    )
+    transitions = out.filter(pl.col("state") != was).select(list(TRANSITION_SCHEMA))
+    state_rows = out.filter(pl.col("state") != AlertState.INACTIVE).select(list(STATE_SCHEMA))
+    return Step(state_rows.cast(STATE_SCHEMA), transitions.cast(TRANSITION_SCHEMA))
+
+
+def replace_rules(state: pl.DataFrame, rules: Sequence[str], new: pl.DataFrame) -> pl.DataFrame:
+    """The whole state table with the rows of ``rules`` replaced by ``new``."""
+    return pl.concat([state.filter(~pl.col("rule").is_in(list(rules))), new])

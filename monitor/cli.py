@@ -1,0 +1,140 @@
+"""The command line: ``kpimon run | check | eval | schema``.
+
+Exit codes:
+  0  success
+  1  a runtime failure (a store that cannot be opened, a port in use)
+  2  invalid config, rule or template files, or invalid arguments
+  130 interrupted
+User errors print ``error: ...`` and never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from datetime import UTC, datetime
+
+from monitor import __version__
+from monitor.errors import ConfigError, KpimonError
+
+EXIT_CODES = """exit codes:
+  0    success
+  1    runtime failure (store, network, port in use)
+  2    invalid config, rule or template files, or invalid arguments
+  130  interrupted"""
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="kpimon", description="Watch marketing KPIs: poll sources, "
+                                "evaluate rules, export metrics, send notifications.",
+                                epilog=EXIT_CODES, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--version", action="version", version=f"kpimon {__version__}")
+    p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = sub.add_parser("run", help="run the daemon", epilog=EXIT_CODES)
+    run.add_argument("-c", "--config", required=True)
+    run.add_argument("--listen", help="override server.listen (host:port)")
+
+    check = sub.add_parser("check", help="validate config, rules and templates",
+                           epilog=EXIT_CODES)
+    check.add_argument("-c", "--config", required=True)
+
+    ev = sub.add_parser("eval", help="evaluate every rule once and print the result",
+                        epilog=EXIT_CODES)
+    ev.add_argument("-c", "--config", required=True)
+    ev.add_argument("--at", help="evaluation time, ISO 8601 (default: now)")
+    ev.add_argument("--rule", help="only this rule")
+    ev.add_argument("--format", choices=["table", "json"], default="table")
+    ev.add_argument("--no-poll", action="store_true",
+                    help="use stored data only (default: also poll sources, without storing)")
+
+    schema = sub.add_parser("schema", help="print the JSON Schema of the config or rule files")
+    schema.add_argument("kind", choices=["config", "rules"], nargs="?", default="config")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(),
+                        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
+                        datefmt="%Y-%m-%dT%H:%M:%S%z")
+    # The scheduler logs every job run at INFO: useful only when debugging it.
+    logging.getLogger("apscheduler").setLevel(max(logging.WARNING, logging.root.level))
+    try:
+        return COMMANDS[args.command](args)
+    except ConfigError as exc:
+        print(f"error: invalid configuration ({len(exc.problems)} problem(s)):", file=sys.stderr)
+        for problem in exc.problems:
+            print(problem, file=sys.stderr)
+        return exc.exit_code
+    except KpimonError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        return 130
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from monitor.daemon import Daemon
+
+    listen = None
+    if args.listen:
+        host, _, port = args.listen.rpartition(":")
+        listen = (host.strip("[]") or "127.0.0.1", int(port))
+    try:
+        daemon = Daemon(args.config, listen=listen)
+    except OSError as exc:
+        raise KpimonError(f"cannot listen: {exc.strerror}") from None
+    daemon.run_forever()
+    return 0
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from monitor.config import load_config
+    from monitor.runtime import build
+
+    rt = build(load_config(args.config))
+    print(f"{args.config}: ok: {len(rt.sources)} source(s), {len(rt.rules.rules)} rule(s) in "
+          f"{len(rt.rules.groups)} group(s), {len(rt.notifiers)} receiver(s)")
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from monitor.evalcmd import run_eval
+
+    at = _parse_time(args.at) if args.at else datetime.now(UTC)
+    rows = run_eval(args.config, at, rule=args.rule, poll=not args.no_poll)
+    if args.format == "json":
+        print(json.dumps({"at": at.isoformat(), "results": rows}, ensure_ascii=False, indent=2))
+    else:
+        from monitor.evalcmd import table
+
+        print(table(rows))
+    return 0
+
+
+def cmd_schema(args: argparse.Namespace) -> int:
+    from monitor.config import Config
+    from monitor.rulefile import RuleFileSpec
+
+    model = Config if args.kind == "config" else RuleFileSpec
+    print(json.dumps(model.model_json_schema(by_alias=True), indent=2))
+    return 0
+
+
+def _parse_time(text: str) -> datetime:
+    try:
+        t = datetime.fromisoformat(text)
+    except ValueError:
+        raise ConfigError(f"--at: invalid time {text!r}; use ISO 8601 like "
+                          "2026-03-01T12:00:00+03:00") from None
+    return t if t.tzinfo else t.replace(tzinfo=UTC)
+
+
+COMMANDS = {"run": cmd_run, "check": cmd_check, "eval": cmd_eval, "schema": cmd_schema}
+
+if __name__ == "__main__":
+    sys.exit(main())

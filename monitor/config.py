@@ -1,0 +1,207 @@
+"""The daemon's configuration file, as strict pydantic models.
+
+Unknown keys are errors that name their path; every error in the file is
+reported at once as ``file:line:col: path: message``. Source and receiver
+sections are tagged unions built from the plugin registries, so a new plugin is
+one entry in one dict. The loaded config is frozen: nothing mutates it.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+from functools import reduce
+from operator import or_
+from pathlib import Path
+from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from babel import Locale, UnknownLocaleError
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from monitor.durations import Duration
+from monitor.sources import SOURCE_TYPES
+from monitor.yamlsrc import Located, load_yaml, validate
+from notifiers import NOTIFIER_TYPES
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
+
+
+class GlobalConfig(Strict):
+    timezone: str = Field(default="UTC", description="Day boundaries of windows follow it.")
+    currency: str = Field(default="RUB", pattern=r"^[A-Z]{3}$")
+    locale: str = Field(default="ru_RU", description="Number and currency format of messages.")
+    evaluation_interval: Duration = Field(default="1m")
+    external_url: str = Field(default="", description="Base URL for links in messages.")
+    grafana_url: str = Field(default="", description="Board link template for messages.")
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, v: str) -> str:
+        try:
+            ZoneInfo(v)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(
+                f"unknown timezone {v!r} (use an IANA name like Europe/Moscow)") from None
+        return v
+
+    @field_validator("locale")
+    @classmethod
+    def _locale(cls, v: str) -> str:
+        try:
+            Locale.parse(v)
+        except (UnknownLocaleError, ValueError):
+            raise ValueError(f"unknown locale {v!r} (use a name like ru_RU or en_US)") from None
+        return v
+
+
+class StoreConfig(Strict):
+    url: str = Field(default="sqlite:///var/kpimon.db",
+                     description="SQLAlchemy URL; relative SQLite paths are resolved "
+                                 "against the config file's folder.")
+
+
+class ServerConfig(Strict):
+    listen: str = Field(default="127.0.0.1:8464", pattern=r"^(\[[0-9a-fA-F:]+\]|[^:]*):\d+$",
+                        description="host:port of the HTTP server; loopback by default.")
+
+    @property
+    def host_port(self) -> tuple[str, int]:
+        host, _, port = self.listen.rpartition(":")
+        return host.strip("[]") or "127.0.0.1", int(port)
+
+
+class KpiDef(Strict):
+    """A custom KPI: a formula over measures (or other KPIs), ratio of sums."""
+
+    name: str = Field(pattern=r"^[a-z_][a-z0-9_]*$")
+    formula: str
+    unit: Literal["ratio", "money", "number", "count", "seconds"] = "number"
+    better: Literal["higher", "lower"] = "higher"
+    level: Literal["business", "marketing", "tactical"] = "tactical"
+    title: str = ""
+    title_ru: str = ""
+
+
+_MATCHER = re.compile(r'^\s*([A-Za-z_][A-Za-z0-9_]*)\s*(=~|!~|!=|=)\s*"?(.*?)"?\s*$')
+
+
+class Matcher(Strict):
+    """``name op "value"`` as Alertmanager writes it; op is =, !=, =~ or !~."""
+
+    name: str
+    op: Literal["=", "!=", "=~", "!~"]
+    value: str
+
+    @model_validator(mode="before")
+    @classmethod
+    def _parse(cls, data: Any) -> Any:
+        if isinstance(data, str):
+            m = _MATCHER.match(data)
+            if not m:
+                raise ValueError(f'invalid matcher {data!r}: use label="value", '
+                                 'label!="value", label=~"regex" or label!~"regex"')
+            return {"name": m.group(1), "op": m.group(2), "value": m.group(3)}
+        return data
+
+    @model_validator(mode="after")
+    def _regex(self) -> Matcher:
+        if self.op in ("=~", "!~"):
+            try:
+                re.compile(self.value)
+            except re.error as exc:
+                raise ValueError(f"invalid regex {self.value!r}: {exc}") from None
+        return self
+
+    def matches(self, labels: dict[str, str]) -> bool:
+        value = labels.get(self.name, "")
+        if self.op == "=":
+            return value == self.value
+        if self.op == "!=":
+            return value != self.value
+        full = re.fullmatch(self.value, value) is not None
+        return full if self.op == "=~" else not full
+
+
+class Route(Strict):
+    receiver: str | None = None
+    matchers: list[Matcher] = Field(default_factory=list)
+    group_by: list[str] | None = None
+    repeat_interval: Duration | None = None
+    continue_: bool = Field(default=False, alias="continue")
+    routes: list[Route] = Field(default_factory=list)
+
+
+def _tagged(registry: dict[str, type]) -> Any:
+    models = [cls.config_model for cls in registry.values()]
+    return Annotated[reduce(or_, models), Field(discriminator="type")]
+
+
+SourceSection = _tagged(SOURCE_TYPES)
+ReceiverSection = _tagged(NOTIFIER_TYPES)
+
+
+class Config(Strict):
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
+
+    global_: GlobalConfig = Field(default_factory=GlobalConfig, alias="global")
+    store: StoreConfig = Field(default_factory=StoreConfig)
+    server: ServerConfig = Field(default_factory=ServerConfig)
+    sources: list[SourceSection] = Field(default_factory=list)  # type: ignore[valid-type]
+    rule_files: list[str] = Field(default_factory=lambda: ["builtin:*.yaml"])
+    kpis: list[KpiDef] = Field(default_factory=list)
+    receivers: list[ReceiverSection] = Field(  # type: ignore[valid-type]
+        default_factory=lambda: [{"type": "log", "name": "log"}])
+    route: Route = Field(default_factory=lambda: Route(receiver="log"))
+    templates: list[str] = Field(default_factory=list, description="Extra template folders, "
+                                 "searched before the built-in ones.")
+
+    @model_validator(mode="after")
+    def _references(self) -> Config:
+        names = [r.name for r in self.receivers]
+        dup = {n for n in names if names.count(n) > 1}
+        if dup:
+            raise ValueError(f"receiver names must be unique: {', '.join(sorted(dup))}")
+        srcs = [s.name for s in self.sources]
+        dup = {n for n in srcs if srcs.count(n) > 1}
+        if dup:
+            raise ValueError(f"source names must be unique: {', '.join(sorted(dup))}")
+        if self.route.receiver is None:
+            raise ValueError("route.receiver: the root route needs a receiver")
+        for receiver in _route_receivers(self.route):
+            if receiver not in names:
+                raise ValueError(f"route names receiver {receiver!r}, which is not defined "
+                                 f"(defined: {', '.join(names)})")
+        return self
+
+    @property
+    def repeat_interval(self) -> timedelta:
+        return self.route.repeat_interval or timedelta(hours=4)
+
+
+def _route_receivers(route: Route) -> list[str]:
+    own = [route.receiver] if route.receiver else []
+    return own + [r for child in route.routes for r in _route_receivers(child)]
+
+
+class LoadedConfig:
+    """A validated config with the file it came from (for relative paths)."""
+
+    def __init__(self, config: Config, path: Path, doc: Located):
+        self.config, self.path, self.doc = config, path, doc
+
+    @property
+    def base_dir(self) -> Path:
+        return self.path.parent
+
+    def resolve(self, relative: str) -> Path:
+        p = Path(relative)
+        return p if p.is_absolute() else self.base_dir / p
+
+
+def load_config(path: str | Path, env: dict[str, str] | None = None) -> LoadedConfig:
+    doc = load_yaml(path, env)
+    config = validate(doc, Config.model_validate)
+    return LoadedConfig(config, Path(path).resolve(), doc)

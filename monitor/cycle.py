@@ -1,0 +1,149 @@
+"""One poll and one evaluation: the two steps the daemon schedules.
+
+``LiveState`` holds the few values the steps share (the window, the alert
+state, source health, the last evaluation per group); each is an immutable
+value swapped under a lock, so readers (the exporter, the API) never block a
+step and never see half of one. ``now`` is always a parameter.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
+
+import polars as pl
+
+from monitor import alerts, dispatch
+from monitor.errors import KpimonError
+from monitor.evaluate import Evaluation, evaluate
+from monitor.rulefile import Group
+from monitor.runtime import Runtime
+from monitor.sources.base import poll_range
+from monitor.store import Store
+from monitor.window import Window
+
+log = logging.getLogger("kpimon")
+# History kept beyond the longest rule window: a window of N days can start up
+# to a day earlier than now - N days (it ends at local midnight), plus DST.
+WINDOW_MARGIN = timedelta(days=2)
+
+
+@dataclass(frozen=True)
+class SourceHealth:
+    up: bool = False
+    last_success: datetime | None = None
+    last_error: str = ""
+    rows: int = 0
+    rejected: int = 0
+    duration: float = 0.0
+    polls: int = 0
+    failures: int = 0
+
+
+@dataclass(frozen=True)
+class GroupResult:
+    evaluation: Evaluation
+    duration: float
+    transitions: int
+
+
+@dataclass
+class LiveState:
+    window: Window = field(default_factory=Window.empty)
+    alert_state: pl.DataFrame = field(default_factory=alerts.empty_state)
+    sources: dict[str, SourceHealth] = field(default_factory=dict)
+    groups: dict[str, GroupResult] = field(default_factory=dict)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @classmethod
+    def restore(cls, store: Store, runtime: Runtime, now: datetime) -> LiveState:
+        """Reload the window and the alert state after a start or restart."""
+        since = now - runtime.rules.longest_window - WINDOW_MARGIN
+        frame = store.load_observations(since)
+        successes = store.source_successes()
+        return cls(
+            window=Window(frame.sort("ts")) if frame.height else Window.empty(),
+            alert_state=store.load_alert_state(),
+            sources={name: SourceHealth(last_success=successes.get(name))
+                     for name in runtime.sources},
+        )
+
+
+def poll_source(name: str, runtime: Runtime, store: Store, live: LiveState,
+                now: datetime) -> SourceHealth:
+    """Poll one source, store its rows and merge them into the window.
+
+    A failure is recorded in the source's health and logged; it never raises,
+    so one broken source cannot stop the others or the evaluation.
+    """
+    source = runtime.sources[name]
+    cfg = source.config
+    health = live.sources.get(name, SourceHealth())
+    start, end = poll_range(now, cfg.lookback, health.last_success, cfg.backfill)
+    t0 = time.perf_counter()
+    try:
+        frame = source.poll(start, end)
+        with store.transaction() as conn:
+            rows = store.upsert_observations(name, frame, now, conn)
+            store.record_success(name, now, conn)
+    except KpimonError as exc:
+        return _failed(name, live, health, str(exc), time.perf_counter() - t0)
+    except Exception as exc:  # a source bug must not stop the daemon
+        log.exception("source %s failed unexpectedly", name)
+        return _failed(name, live, health, f"{type(exc).__name__}: {exc}",
+                       time.perf_counter() - t0)
+    new = replace(health, up=True, last_success=now, last_error="", rows=rows,
+                  rejected=getattr(source, "rejected", 0), duration=time.perf_counter() - t0,
+                  polls=health.polls + 1)
+    with live.lock:
+        live.window = live.window.merge(name, frame)
+        live.sources = {**live.sources, name: new}
+    log.info("source %s: %d rows for %s .. %s", name, rows, start.isoformat(timespec="minutes"),
+             end.isoformat(timespec="minutes"))
+    return new
+
+
+def _failed(name: str, live: LiveState, health: SourceHealth, error: str,
+            duration: float) -> SourceHealth:
+    log.error("source %s: poll failed, stored data kept: %s", name, error)
+    new = replace(health, up=False, last_error=error, duration=duration, polls=health.polls + 1,
+                  failures=health.failures + 1)
+    with live.lock:
+        live.sources = {**live.sources, name: new}
+    return new
+
+
+def evaluate_group(group: Group, runtime: Runtime, store: Store, live: LiveState,
+                   now: datetime) -> GroupResult:
+    """Evaluate a group's rules, advance their alerts, persist and enqueue in one transaction."""
+    t0 = time.perf_counter()
+    cfg = runtime.config
+    window = live.window
+    result = evaluate(group.rules, window.frame, now, runtime.tz, runtime.catalog)
+    healthy = [r for r in group.rules if r.name not in result.errors]
+    step = alerts.advance(live.alert_state, result.candidates, healthy, now)
+    views = dispatch.AlertViews(runtime.rules, runtime.catalog, cfg.global_.external_url)
+    send_resolved = {r.name: r.send_resolved for r in cfg.receivers}
+    out = dispatch.outgoing(step.transitions, step.state, views, cfg.route, send_resolved,
+                            cfg.repeat_interval, now)
+    new_state = dispatch.mark_notified(step.state, out.notified, now)
+    names = [r.name for r in healthy]
+    with store.transaction() as conn:
+        store.replace_alert_state(names, new_state, conn)
+        store.enqueue(out.messages, now, conn)
+    duration = time.perf_counter() - t0
+    res = GroupResult(result, duration, step.transitions.height)
+    with live.lock:
+        live.alert_state = alerts.replace_rules(live.alert_state, names, new_state)
+        live.groups = {**live.groups, group.name: res}
+    for row in step.transitions.iter_rows(named=True):
+        log.info("alert %s %s: %s -> %s (value %s)", row["rule"], row["series"],
+                 row["previous"], row["state"], _short(row["value"]))
+    return res
+
+
+def _short(value: float | None) -> str:
+    return "none" if value is None else f"{value:.4g}"

@@ -1,0 +1,49 @@
+"""The window: the trailing history that rules read, as one in-memory polars frame.
+
+Loaded once from the store at start and updated after every poll: a poll's rows
+replace the rows with the same ``(source, ts, labels)`` key, exactly as the
+store's upsert does, so the window and the store never disagree. A Window is
+immutable; the daemon swaps the reference, so evaluation never sees half a merge.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+import polars as pl
+
+from monitor.sources.base import TS, TS_DTYPE, label_columns, label_key
+
+KEY = ["source", TS, "labels"]
+
+
+@dataclass(frozen=True)
+class Window:
+    frame: pl.DataFrame
+
+    @classmethod
+    def empty(cls) -> Window:
+        return cls(pl.DataFrame(schema={"source": pl.String, TS: TS_DTYPE, "labels": pl.String}))
+
+    def merge(self, source: str, polled: pl.DataFrame) -> Window:
+        """A new window with ``polled`` (one source's poll) upserted by key."""
+        if polled.height == 0:
+            return self
+        keyed = polled.with_columns(
+            pl.lit(source).alias("source"), label_key(label_columns(polled)).alias("labels"))
+        kept = self.frame.join(keyed.select(KEY), on=KEY, how="anti")
+        merged = pl.concat([kept, keyed], how="diagonal_relaxed")
+        return Window(merged.sort(TS))
+
+    def trim(self, since: datetime) -> Window:
+        """Drop rows older than any rule can read."""
+        return Window(self.frame.filter(pl.col(TS) >= since))
+
+    @property
+    def measures(self) -> set[str]:
+        return {c for c, t in self.frame.schema.items() if t.is_numeric()}
+
+    @property
+    def labels(self) -> set[str]:
+        return set(label_columns(self.frame))

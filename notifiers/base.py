@@ -1,0 +1,75 @@
+"""The notifier contract: one rendered notification in, one delivery out.
+
+A notifier raises ``RetryableError`` for failures worth another try (timeouts,
+HTTP 429 and 5xx; ``retry_after`` carries the server's wish) and
+``PermanentError`` for the rest (4xx, bad config). The outbox decides when to
+try again; a notifier never sleeps or loops itself.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar, Protocol
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from monitor.errors import KpimonError
+
+
+class DeliveryError(KpimonError):
+    retryable = False
+
+    def __init__(self, message: str, retry_after: float | None = None):
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class RetryableError(DeliveryError):
+    retryable = True
+
+
+class PermanentError(DeliveryError):
+    retryable = False
+
+
+class ReceiverConfig(BaseModel):
+    """Settings every receiver type shares."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
+
+    name: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_.-]*$")
+    type: str
+    send_resolved: bool = True
+    locale: str | None = Field(default=None, description="Defaults to global.locale.")
+
+
+@dataclass(frozen=True)
+class Notification:
+    """What a receiver is asked to deliver: one group of alerts with one status."""
+
+    receiver: str
+    status: str  # "firing" or "resolved"
+    alerts: tuple[dict[str, Any], ...]
+    group_labels: dict[str, str]
+
+
+class Notifier(Protocol):
+    config_model: ClassVar[type[ReceiverConfig]]
+
+    def send(self, notification: Notification) -> None: ...
+
+
+def http_failure(status: int, body: str, retry_after: str | None, what: str) -> DeliveryError:
+    """Classify an HTTP answer: 429 and 5xx are retryable, other 4xx are not."""
+    text = (body or "").strip()[:200]
+    message = f"{what}: HTTP {status}" + (f": {text}" if text else "")
+    if status == 429 or status >= 500:
+        return RetryableError(message, _seconds(retry_after))
+    return PermanentError(message)
+
+
+def _seconds(value: str | None) -> float | None:
+    try:
+        return float(value) if value is not None else None
+    except ValueError:
+        return None

@@ -1,0 +1,1 @@
+"""Notification templates, shipped as package data (``kpimon_templates``)."""
