@@ -128,20 +128,38 @@ def load_rules(paths: list[Path], vocab: Vocabulary, templates) -> RuleSet:
 
 def _compile_file(doc: Located, vocab: Vocabulary, templates, seen: dict[str, str],
                   problems: list[Problem]) -> list[Group]:
+    """Validate group by group and rule by rule, so one bad rule hides no other problem."""
+    data = doc.data if doc.data is not None else {}
     try:
-        spec = RuleFileSpec.model_validate(doc.data if doc.data is not None else {})
+        RuleFileSpec.model_validate({**data, "groups": []} if isinstance(data, dict) else data)
     except ValidationError as exc:
         problems.extend(problems_from(doc, exc))
         return []
+    raw_groups = data.get("groups")
+    if not isinstance(raw_groups, list):
+        problems.append(doc.problem(("groups",), "a list of rule groups is required"))
+        return []
     groups = []
-    for gi, group in enumerate(spec.groups):
+    for gi, raw_group in enumerate(raw_groups):
+        raw_rules = raw_group.get("rules") if isinstance(raw_group, dict) else None
+        try:
+            group = GroupSpec.model_validate(
+                {**raw_group, "rules": []} if isinstance(raw_rules, list) else raw_group)
+        except ValidationError as exc:
+            problems.extend(problems_from(doc, exc, ("groups", gi)))
+            continue
         rules = []
-        for ri, rule in enumerate(group.rules):
+        for ri, raw_rule in enumerate(raw_rules):
             loc = ("groups", gi, "rules", ri)
+            try:
+                rule = RuleSpec.model_validate(raw_rule)
+            except ValidationError as exc:
+                problems.extend(problems_from(doc, exc, loc))
+                continue
             if rule.alert in seen:
                 problems.append(doc.problem((*loc, "alert"), f"alert {rule.alert!r} is "
                                             f"already defined in {seen[rule.alert]}"))
-            seen.setdefault(rule.alert, f"{doc.file}")
+            seen.setdefault(rule.alert, doc.file)
             compiled = _compile_rule(rule, group.name, doc, loc, vocab, templates, problems)
             if compiled:
                 rules.append(compiled)

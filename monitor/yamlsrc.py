@@ -34,6 +34,7 @@ class Located:
     # For plain or quoted scalars on one line: the column where the text starts,
     # so a problem inside an expression can point at its exact character.
     text_starts: Mapping[Loc, tuple[int, int]] = field(default_factory=dict)
+    key_marks: Mapping[Loc, tuple[int, int]] = field(default_factory=dict)
 
     def mark(self, loc: Loc) -> tuple[int, int]:
         """The mark of ``loc`` or of its nearest ancestor present in the document."""
@@ -42,9 +43,15 @@ class Located:
             loc = loc[:-1]
         return self.marks.get(loc, (1, 1))
 
-    def problem(self, loc: Loc, message: str, offset: int | None = None) -> Problem:
-        """A Problem at ``loc``; ``offset`` is a character index inside a scalar's text."""
+    def problem(self, loc: Loc, message: str, offset: int | None = None,
+                at_key: bool = False) -> Problem:
+        """A Problem at ``loc``; ``offset`` is a character index inside a scalar's text.
+
+        ``at_key`` points at the key itself (for an unknown key) rather than its value.
+        """
         line, col = self.mark(loc)
+        if at_key and tuple(loc) in self.key_marks:
+            line, col = self.key_marks[tuple(loc)]
         excerpt = ""
         if offset is not None and tuple(loc) in self.text_starts:
             line, col = self.text_starts[tuple(loc)]
@@ -75,6 +82,7 @@ class _Builder:
         self.file, self.env = file, env
         self.marks: dict[Loc, tuple[int, int]] = {}
         self.text_starts: dict[Loc, tuple[int, int]] = {}
+        self.key_marks: dict[Loc, tuple[int, int]] = {}
         self.problems: list[Problem] = []
         self._scalars = yaml.SafeLoader("")
 
@@ -89,8 +97,8 @@ class _Builder:
                 if key in out:
                     self._problem(key_node, (*loc, key), f"duplicate key {key!r}")
                 out[key] = self.build(value_node, (*loc, key))
-                self.marks.setdefault((*loc, key), (key_node.start_mark.line + 1,
-                                                      key_node.start_mark.column + 1))
+                self.key_marks[(*loc, key)] = (key_node.start_mark.line + 1,
+                                               key_node.start_mark.column + 1)
             return out
         if isinstance(node, yaml.SequenceNode):
             return [self.build(item, (*loc, i)) for i, item in enumerate(node.value)]
@@ -140,7 +148,7 @@ def parse_yaml(text: str, file: str, env: Mapping[str, str] | None = None) -> Lo
     data = builder.build(node)
     if builder.problems:
         raise ConfigError(builder.problems)
-    return Located(file, data, builder.marks, builder.text_starts)
+    return Located(file, data, builder.marks, builder.text_starts, builder.key_marks)
 
 
 def validate(doc: Located, model: Callable[[Any], Any]) -> Any:
@@ -157,12 +165,12 @@ def problems_from(doc: Located, exc: ValidationError, prefix: Loc = ()) -> list[
         # Discriminated unions insert the tag ("slack") into the loc; drop parts
         # that are not real keys of the document so the path reads as written.
         loc = _real_loc(doc.data, prefix + tuple(err["loc"]))
-        message = err["msg"]
+        message = err["msg"].removeprefix("Value error, ")
         if err["type"] == "extra_forbidden":
             message = "unknown key"
         elif err["type"] == "missing":
             message = "required key is missing"
-        problems.append(doc.problem(loc, message))
+        problems.append(doc.problem(loc, message, at_key=err["type"] == "extra_forbidden"))
     return problems
 
 

@@ -1,0 +1,43 @@
+"""Shared helpers: config and rule files written to tmp_path, fixed clocks."""
+
+from __future__ import annotations
+
+import textwrap
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+# A fixed instant: Friday 2026-03-13 12:00 UTC (15:00 in Moscow).
+NOW = datetime(2026, 3, 13, 12, 0, tzinfo=UTC)
+
+
+def write(path: Path, text: str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(textwrap.dedent(text).lstrip(), encoding="utf-8")
+    return path
+
+
+@pytest.fixture
+def make_config(tmp_path: Path):
+    """Write a config (and optional rule files) into tmp_path; return the config path."""
+
+    def make(config: str, rules: dict[str, str] | None = None) -> Path:
+        for name, text in (rules or {}).items():
+            write(tmp_path / "rules" / name, text)
+        return write(tmp_path / "kpimon.yaml", config)
+
+    return make
+
+
+def load_ruleset(tmp_path: Path, text: str):
+    """Compile rule YAML with the built-in catalog and templates."""
+    from monitor.kpis import Catalog
+    from monitor.resources import templates_dir
+    from monitor.rulefile import Vocabulary, load_rules
+    from monitor.templating import Templates
+
+    catalog = Catalog()
+    path = write(tmp_path / "rules.yaml", text)
+    templates = Templates([templates_dir()], catalog)
+    return load_rules([path], Vocabulary(catalog, frozenset(catalog.measures)), templates)
