@@ -123,7 +123,7 @@ class Templates:
                  default_locale: str = "ru_RU", extra_globals: dict[str, Any] | None = None):
         self.folders = [str(f) for f in folders]
         self.catalog, self.currency, self.default_locale = catalog, currency, default_locale
-        self.extra_globals = extra_globals or {}
+        self.extra_globals = {"external_url": "", "grafana_url": "", **(extra_globals or {})}
         self._env = cache(self._make_env)
 
     def env(self, locale: str | None = None) -> jinja2.Environment:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -103,7 +102,8 @@ def test_invalid_matcher_is_reported(make_config):
           receiver: log
           routes: [{matchers: ['severity=~"(unclosed"'], receiver: log}]
     """)
-    with pytest.raises(ConfigError, match=r"kpimon.yaml:3:\d+: route.routes\[0\].matchers\[0\]: invalid regex"):
+    with pytest.raises(ConfigError, match=r"kpimon.yaml:3:\d+: route.routes\[0\]."
+                                          r"matchers\[0\]: invalid regex"):
         load_config(path)
 
 
@@ -166,7 +166,7 @@ def test_unknown_label_in_by_is_an_error_when_sources_declare_labels(make_config
 
 def test_missing_rule_files_are_reported(make_config):
     path = make_config("rule_files: [nowhere/*.yaml]\n")
-    with pytest.raises(ConfigError, match="no rule file matches 'nowhere/\\*.yaml'"):
+    with pytest.raises(ConfigError, match=r"no rule file matches 'nowhere/\*\.yaml'"):
         build(load_config(path))
 
 
@@ -192,7 +192,6 @@ def test_schema_command_prints_json_schema():
     assert "groups" in rules["properties"]
 
 
-@pytest.mark.skipif(shutil.which("git") is None, reason="needs git")  # pragma: no cover
 def test_nothing_secret_in_the_repository():
     tracked = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True)
     for name in tracked.stdout.split():

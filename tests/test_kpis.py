@@ -17,7 +17,7 @@ REQUIRED = {"ctr", "cpc", "cpm", "cr", "cpa", "roas", "roi", "cpl", "open_rate",
 
 
 def test_catalog_covers_the_domain_kpis():
-    assert REQUIRED <= {k.name for k in BUILTIN}
+    assert {k.name for k in BUILTIN} >= REQUIRED
     catalog = Catalog()
     assert catalog["cpa"].measures == {"cost", "conversions"}
     assert catalog["roi"].measures == {"revenue", "cost"}

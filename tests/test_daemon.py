@@ -1,0 +1,205 @@
+"""The real daemon as a user runs it: a subprocess, the demo source, a local Slack
+stand-in, /metrics parsed by prometheus_client, reload and signals."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import requests
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.conftest import write
+
+HOOK = "/services/T/B/daemon"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for(predicate, timeout=30.0, interval=0.2):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError("condition not met in time")
+
+
+RULES = """
+groups:
+  - name: fast
+    interval: 1s
+    rules:
+      - alert: CPAAboveTarget
+        expr: cpa > 650
+        over: 7d
+        by: [channel, campaign]
+        min_volume: {conversions: 5}
+        for: 2s
+        labels: {severity: warning}
+        annotations: {summary: "CPA {{ value | money }} on {{ labels.campaign }}"}
+      - alert: UnsubscribeSpike
+        expr: unsubscribe_rate > 0.8%
+        over: 1d
+        by: [list]
+        for: 2s
+"""
+
+
+class Daemon:
+    def __init__(self, tmp_path: Path, hook_url: str, rules: str = RULES):
+        self.port = free_port()
+        self.rules = write(tmp_path / "rules.yaml", rules)
+        self.config = write(tmp_path / "kpimon.yaml", f"""
+            global: {{timezone: Europe/Moscow, locale: ru_RU, evaluation_interval: 1s}}
+            store: {{url: "sqlite:///var/k.db"}}
+            server: {{listen: "127.0.0.1:{self.port}"}}
+            sources: [{{name: demo, type: demo, interval: 2s}}]
+            rule_files: [rules.yaml]
+            receivers:
+              - {{name: log, type: log}}
+              - {{name: slack, type: slack, webhook_url: "${{HOOK_URL}}"}}
+            route:
+              receiver: log
+              routes: [{{matchers: ['alertname="CPAAboveTarget"'], receiver: slack}}]
+        """)
+        self.log = tmp_path / "daemon.log"
+        env = {**os.environ, "HOOK_URL": hook_url}
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "monitor.cli", "run", "-c", str(self.config)],
+            stdout=self.log.open("w"), stderr=subprocess.STDOUT, env=env)
+        self.base = f"http://127.0.0.1:{self.port}"
+        wait_for(self._healthy, timeout=30)
+
+    def _healthy(self) -> bool:
+        assert self.proc.poll() is None, self.log.read_text()
+        try:
+            return requests.get(self.base + "/-/healthy", timeout=1).ok
+        except requests.ConnectionError:
+            return False
+
+    def get(self, path: str) -> requests.Response:
+        return requests.get(self.base + path, timeout=5)
+
+    def metrics(self) -> dict[str, list]:
+        text = self.get("/metrics").text
+        return {f.name: f.samples for f in text_string_to_metric_families(text)}
+
+    def stop(self, sig=signal.SIGTERM) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+        return self.proc.wait(timeout=30)
+
+
+@pytest.fixture
+def hook(httpserver):
+    httpserver.expect_request(HOOK).respond_with_data("ok")
+    return httpserver
+
+
+def firing(metrics: dict[str, list]) -> set[tuple[str, str]]:
+    return {(s.labels["alertname"], s.labels.get("campaign") or s.labels.get("list"))
+            for s in metrics.get("kpimon_alerts", []) if s.labels["alertstate"] == "firing"}
+
+
+def test_demo_incidents_fire_export_and_notify(tmp_path, hook):
+    d = Daemon(tmp_path, hook.url_for(HOOK))
+    try:
+        got = wait_for(lambda: firing(d.metrics()) >= {("CPAAboveTarget", "retargeting"),
+                                                       ("UnsubscribeSpike", "promo")})
+        assert got
+        metrics = d.metrics()
+        kpis = {(s.labels["kpi"], s.labels.get("campaign")): s.value
+                for s in metrics["kpimon_kpi_value"]}
+        assert kpis[("cpa", "retargeting")] > 650
+        assert kpis[("cpa", "brand_search")] < 650
+        up = {s.labels["source"]: s.value for s in metrics["kpimon_source_up"]}
+        assert up == {"demo": 1.0}
+        assert metrics["kpimon_source_last_success_timestamp_seconds"][0].value > 0
+        assert any(s.name == "kpimon_evaluation_duration_seconds_count"
+                   for s in metrics["kpimon_evaluation_duration_seconds"])
+        assert d.get("/-/ready").status_code == 200
+        # The Slack stand-in got the CPA alert, formatted for ru_RU; the route sent
+        # nothing else there.
+        texts = wait_for(lambda: [json.loads(r.data)["text"] for r, _ in hook.log])
+        assert len(texts) == 1 and "retargeting" in texts[0] and "₽" in texts[0]
+        alerts = d.get("/api/v1/alerts").json()["data"]["alerts"]
+        assert {a["labels"]["alertname"] for a in alerts} >= {"CPAAboveTarget"}
+        rules = d.get("/api/v1/rules").json()["data"]["groups"][0]["rules"]
+        assert {r["name"]: r["health"] for r in rules} == {"CPAAboveTarget": "ok",
+                                                          "UnsubscribeSpike": "ok"}
+        assert d.get("/api/v1/sources").json()["data"]["sources"][0]["up"] is True
+        assert "kpimon" in d.get("/").text
+    finally:
+        assert d.stop() == 0
+    assert "stopped" in d.log.read_text()
+
+
+def test_restart_sends_no_duplicate_and_sigint_stops_cleanly(tmp_path, hook):
+    d = Daemon(tmp_path, hook.url_for(HOOK))
+    wait_for(lambda: len(hook.log) >= 1)
+    assert d.stop(signal.SIGINT) == 0
+    d = Daemon(tmp_path, hook.url_for(HOOK))
+    try:
+        wait_for(lambda: ("CPAAboveTarget", "retargeting") in firing(d.metrics()))
+        time.sleep(3)  # several evaluations after the restart
+        assert len(hook.log) == 1
+    finally:
+        assert d.stop() == 0
+
+
+def test_reload_keeps_the_last_good_rules(tmp_path, hook):
+    d = Daemon(tmp_path, hook.url_for(HOOK))
+    try:
+        d.rules.write_text(RULES.replace("cpa > 650", "cpa >> 650"))
+        resp = requests.post(d.base + "/-/reload", timeout=10)
+        assert resp.status_code == 500 and "rules.yaml:7:20:" in resp.text
+        d.proc.send_signal(signal.SIGHUP)
+        wait_for(lambda: "reload failed" in d.log.read_text())
+        assert d.proc.poll() is None
+        names = [r["name"] for r in d.get("/api/v1/rules").json()["data"]["groups"][0]["rules"]]
+        assert names == ["CPAAboveTarget", "UnsubscribeSpike"]
+        reload_ok = d.metrics()["kpimon_config_last_reload_successful"][0].value
+        assert reload_ok == 0
+        d.rules.write_text(RULES.replace("UnsubscribeSpike", "UnsubscribeSurge"))
+        assert requests.post(d.base + "/-/reload", timeout=10).status_code == 200
+        names = [r["name"] for r in d.get("/api/v1/rules").json()["data"]["groups"][0]["rules"]]
+        assert names == ["CPAAboveTarget", "UnsubscribeSurge"]
+    finally:
+        assert d.stop() == 0
+
+
+def test_slack_down_is_retried_and_the_daemon_runs_on(tmp_path, httpserver):
+    httpserver.expect_request(HOOK).respond_with_data("rollup_error", status=500)
+    d = Daemon(tmp_path, httpserver.url_for(HOOK))
+    try:
+        wait_for(lambda: len(httpserver.log) >= 2, timeout=40)
+        assert d.proc.poll() is None
+        assert "retrying in" in d.log.read_text()
+        sent = {s.labels["outcome"]: s.value for s in d.metrics()["kpimon_notifications"]
+                if s.name == "kpimon_notifications_total"}
+        assert sent.get("retry", 0) >= 1
+    finally:
+        assert d.stop() == 0
+    assert HOOK not in d.log.read_text(), "the webhook URL is a secret"
+
+
+def test_invalid_config_exits_2_without_traceback(tmp_path):
+    config = write(tmp_path / "bad.yaml", "sources: [{name: x, type: nosuch}]\n")
+    result = subprocess.run([sys.executable, "-m", "monitor.cli", "run", "-c", str(config)],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert f"{config}:1:" in result.stderr

@@ -1,0 +1,160 @@
+"""The whole flow in process, step by step with explicit times: poll -> store -> window
+-> rules -> alert state -> outbox -> Slack (a real local HTTP server) and restarts."""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from monitor.config import load_config
+from monitor.cycle import LiveState, evaluate_group, poll_source
+from monitor.outbox import Sender
+from monitor.runtime import build
+from monitor.store import Store
+from tests.conftest import NOW, write
+
+HOOK = "/services/T/B/secret"
+CSV_HEADER = "date,campaign,cost,conversions\n"
+
+
+class Instance:
+    """One 'process': a runtime, a store and live state built from the config file."""
+
+    def __init__(self, config: Path):
+        self.rt = build(load_config(config))
+        self.store = Store(self.rt.config.store.url, self.rt.loaded.base_dir)
+        self.live = LiveState.restore(self.store, self.rt, NOW)
+        self.sender = Sender(self.store, self.rt.notifiers)
+
+    def cycle(self, at, send=True):
+        for name in self.rt.sources:
+            poll_source(name, self.rt, self.store, self.live, at)
+        for group in self.rt.rules.groups:
+            evaluate_group(group, self.rt, self.store, self.live, at)
+        if send:
+            self.sender.drain(at)
+
+    def stop(self):
+        self.store.close()
+
+
+@pytest.fixture
+def setup(tmp_path, httpserver):
+    httpserver.expect_request(HOOK).respond_with_data("ok")
+    csv = write(tmp_path / "ads.csv", CSV_HEADER + "2026-03-12,brand,1000,1\n"
+                                                    "2026-03-12,search,1000,10\n")
+    config = write(tmp_path / "kpimon.yaml", f"""
+        global: {{timezone: UTC, locale: en_US}}
+        store: {{url: "sqlite:///state/k.db"}}
+        sources:
+          - {{name: ads, type: csv, path: ads.csv, dimensions: [campaign],
+              measures: [cost, conversions], lookback: 7d}}
+        rule_files: [rules.yaml]
+        receivers:
+          - {{name: slack, type: slack, webhook_url: "{httpserver.url_for(HOOK)}"}}
+        route: {{receiver: slack, repeat_interval: 4h}}
+    """)
+    write(tmp_path / "rules.yaml", """
+        groups:
+          - name: paid
+            rules:
+              - alert: CPAHigh
+                expr: cpa > 500
+                over: 1d
+                by: [campaign]
+                min_volume: {cost: 100}
+                for: 10m
+                annotations:
+                  summary: "CPA {{ value | money }} on {{ labels.campaign }}"
+    """)
+    return config, csv, httpserver
+
+
+def messages(httpserver):
+    return [json.loads(req.data)["text"] for req, _ in httpserver.log]
+
+
+def test_pending_then_firing_then_one_message(setup):
+    config, _, server = setup
+    app = Instance(config)
+    app.cycle(NOW)
+    assert app.live.alert_state["state"].to_list() == ["pending"]
+    assert messages(server) == []
+    app.cycle(NOW + timedelta(minutes=10))
+    assert app.live.alert_state["state"].to_list() == ["firing"]
+    [text] = messages(server)
+    assert "CPA RUB\u00a01,000 on brand" in text
+    app.cycle(NOW + timedelta(minutes=20))
+    assert len(messages(server)) == 1, "no repeat before repeat_interval"
+    app.cycle(NOW + timedelta(hours=4, minutes=10))
+    assert len(messages(server)) == 2, "repeated after repeat_interval"
+
+
+def test_restart_neither_repeats_firing_nor_loses_resolved(setup):
+    config, csv, server = setup
+    app = Instance(config)
+    app.cycle(NOW)
+    app.cycle(NOW + timedelta(minutes=10))
+    assert len(messages(server)) == 1
+    app.stop()
+
+    # Restart: the state comes back from the store; firing stays firing, no new message.
+    app = Instance(config)
+    assert app.live.alert_state["state"].to_list() == ["firing"]
+    app.cycle(NOW + timedelta(minutes=20))
+    assert len(messages(server)) == 1
+
+    # The source restates yesterday's conversions while the daemon is down.
+    app.stop()
+    csv.write_text(CSV_HEADER + "2026-03-12,brand,1000,4\n2026-03-12,search,1000,10\n")
+    app = Instance(config)
+    app.cycle(NOW + timedelta(minutes=30))
+    texts = messages(server)
+    assert len(texts) == 2 and "Resolved" in texts[1]
+    app.cycle(NOW + timedelta(minutes=40))
+    assert len(messages(server)) == 2
+
+
+def test_a_crash_between_evaluation_and_sending_loses_nothing(setup):
+    config, _, server = setup
+    app = Instance(config)
+    app.cycle(NOW, send=False)
+    app.cycle(NOW + timedelta(minutes=10), send=False)  # firing: message queued, not sent
+    app.stop()
+    assert messages(server) == []
+    app = Instance(config)
+    app.sender.drain(NOW + timedelta(minutes=11))
+    assert len(messages(server)) == 1
+    app.sender.drain(NOW + timedelta(minutes=12))
+    assert len(messages(server)) == 1
+
+
+def test_a_broken_csv_keeps_stored_data_and_the_alert(setup):
+    config, csv, server = setup
+    app = Instance(config)
+    app.cycle(NOW)
+    app.cycle(NOW + timedelta(minutes=10))
+    csv.write_text("date,campaign,cost\n2026-03-12,brand,1000\n")  # conversions column gone
+    app.cycle(NOW + timedelta(minutes=20))
+    health = app.live.sources["ads"]
+    assert not health.up and "missing column(s) conversions" in health.last_error
+    assert app.live.alert_state["state"].to_list() == ["firing"]
+    assert app.store.load_observations(NOW - timedelta(days=3)).height == 2
+    assert len(messages(server)) == 1
+
+
+def test_a_rule_that_fails_at_run_time_is_isolated(setup, tmp_path):
+    config, _, _ = setup
+    app = Instance(config)
+    app.cycle(NOW)
+    # A corrupt window column: the rule errors, is reported, and nothing crashes.
+    import polars as pl
+    app.live.window = type(app.live.window)(
+        app.live.window.frame.with_columns(pl.col("cost").cast(pl.String)))
+    [group] = app.rt.rules.groups
+    result = evaluate_group(group, app.rt, app.store, app.live, NOW + timedelta(minutes=1))
+    assert "CPAHigh" in result.evaluation.errors
+    assert app.live.alert_state["state"].to_list() == ["pending"], "state kept on error"
