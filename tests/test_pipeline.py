@@ -158,3 +158,32 @@ def test_a_rule_that_fails_at_run_time_is_isolated(setup, tmp_path):
     result = evaluate_group(group, app.rt, app.store, app.live, NOW + timedelta(minutes=1))
     assert "CPAHigh" in result.evaluation.errors
     assert app.live.alert_state["state"].to_list() == ["pending"], "state kept on error"
+
+
+def test_metrics_show_the_failing_source_down_and_the_kpis(setup):
+    from prometheus_client import CollectorRegistry, generate_latest
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from exporters.prometheus import KpimonCollector, Views
+
+    config, csv, _ = setup
+    app = Instance(config)
+    registry = CollectorRegistry()
+    registry.register(KpimonCollector(Views(lambda: app.live, lambda: app.rt,
+                                            app.store.outbox_counts)))
+    app.cycle(NOW)
+    csv.write_text("date,campaign,cost,conversions\n2026-03-12,brand,abc,-1\n")
+    app.cycle(NOW + timedelta(minutes=1))
+    families = {f.name: f for f in text_string_to_metric_families(
+        generate_latest(registry).decode())}
+    assert [s.value for s in families["kpimon_source_up"].samples] == [1.0]
+    assert [s.value for s in families["kpimon_source_rows_rejected"].samples] == [1.0]
+    csv.write_text("date,campaign\n2026-03-12,brand\n")
+    app.cycle(NOW + timedelta(minutes=2))
+    families = {f.name: f for f in text_string_to_metric_families(
+        generate_latest(registry).decode())}
+    assert [s.value for s in families["kpimon_source_up"].samples] == [0.0]
+    kpi = {s.labels["campaign"]: s.value for s in families["kpimon_kpi_value"].samples}
+    assert kpi == {"brand": 1000.0, "search": 100.0}, "stored data still evaluated"
+    alert = families["kpimon_alerts"].samples[0]
+    assert alert.labels["alertname"] == "CPAHigh" and alert.labels["alertstate"] == "pending"
