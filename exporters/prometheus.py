@@ -72,14 +72,16 @@ class KpimonCollector(Collector):
                         + CACHED, "gauge")
         since = Metric("kpimon_alerts_active_since_timestamp_seconds",
                        "When each pending or firing alert became active." + CACHED, "gauge")
-        rules = {r.name: r for r in runtime.rules.rules}
+        rules = {r.id: r for r in runtime.rules.rules}
         rows = live.alert_state.filter(
             live.alert_state["state"].is_in([AlertState.PENDING, AlertState.FIRING]))
         for rule, series, state, active_at in rows.select(
                 "rule", "series", "state", "active_at").iter_rows():
-            static = rules[rule].spec.labels if rule in rules else {}
+            if rule not in rules:
+                continue  # a rule removed by a reload; its state ages out
+            static = rules[rule].labels
             labels = {**{k: v for k, v in static.items() if "{" not in v},
-                      **json.loads(series), "alertname": rule}
+                      **json.loads(series), "alertname": rules[rule].name}
             active.add_sample("kpimon_alerts", {**labels, "alertstate": state}, 1)
             since.add_sample("kpimon_alerts_active_since_timestamp_seconds", labels,
                              (active_at or 0) / 1e6)
@@ -127,8 +129,8 @@ class KpimonCollector(Collector):
             duration.add_metric([group.name], result.duration)
             at.add_metric([group.name], result.evaluation.at.timestamp())
             for rule in group.rules:
-                health.add_metric([rule.name, group.name],
-                                  0 if rule.name in result.evaluation.errors else 1)
+                health.add_metric([rule.id, group.name],
+                                  0 if rule.id in result.evaluation.errors else 1)
         yield from (health, duration, at)
 
 

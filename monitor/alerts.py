@@ -57,41 +57,55 @@ def advance(previous: pl.DataFrame, candidates: pl.DataFrame, rules: Sequence[Ru
     """Advance the state of ``rules`` given this evaluation's candidates.
 
     ``previous`` may hold other rules' rows; they are not touched or returned.
-    Times are integer microseconds (UTC) as the store keeps them.
+    Times are integer microseconds (UTC) as the store keeps them. A firing alert
+    resolves when its ``clear`` column holds (the resolve condition, by default
+    "the condition no longer holds"). A series with no row this time follows its
+    rule's ``no_data``: ``ok`` resolves it, ``keep_state`` keeps it as it was,
+    ``alert`` treats it as holding.
     """
     now_us = int(now.timestamp() * 1_000_000)
-    names = [r.name for r in rules]
+    ids = [r.id for r in rules]
     params = pl.DataFrame({
-        "rule": names,
+        "rule": ids,
         "for_us": [int(r.spec.for_.total_seconds() * 1e6) for r in rules],
         "keep_us": [int(r.spec.keep_firing_for.total_seconds() * 1e6) for r in rules],
-    }, schema={"rule": pl.String, "for_us": pl.Int64, "keep_us": pl.Int64})
-    prev = previous.filter(pl.col("rule").is_in(names))
+        "no_data": [r.spec.no_data for r in rules],
+    }, schema={"rule": pl.String, "for_us": pl.Int64, "keep_us": pl.Int64,
+               "no_data": pl.String})
+    prev = previous.filter(pl.col("rule").is_in(ids))
     cur = candidates.select(
-        "rule", "series", (pl.col("active") & pl.col("sufficient")).alias("cond"),
-        pl.col("value").alias("cur_value"), pl.col("kpi_values").alias("cur_kpi_values"),
+        "rule", "series", (pl.col("active") & pl.col("sufficient")).alias("holds"),
+        "clear", pl.col("value").alias("cur_value"),
+        pl.col("kpi_values").alias("cur_kpi_values"), pl.lit(True).alias("seen"),
     )
     joined = (prev.join(cur, on=["rule", "series"], how="full", coalesce=True)
               .join(params, on="rule", how="left")
-              .with_columns(pl.col("cond").fill_null(False),
+              .with_columns(pl.col("seen").fill_null(False),
                             pl.col("state").fill_null(AlertState.INACTIVE).alias("previous")))
+    untouched = ~pl.col("seen") & (pl.col("no_data") == "keep_state")
+    kept = joined.filter(untouched).select(list(STATE_SCHEMA))
+    joined = joined.filter(~untouched)
     was = pl.col("previous")
+    cond = (pl.when(~pl.col("seen")).then(pl.col("no_data") == "alert")
+            .when(was == AlertState.FIRING).then(~pl.col("clear").fill_null(False))
+            .otherwise(pl.col("holds").fill_null(False)))
+    joined = joined.with_columns(cond.alias("cond"))
     cond = pl.col("cond")
     active_at = (pl.when(cond & was.is_in([AlertState.PENDING, AlertState.FIRING]))
                  .then(pl.col("active_at")).when(cond).then(pl.lit(now_us))
                  .otherwise(pl.col("active_at")))
-    kept = ((was == AlertState.FIRING) & ~cond
-            & (pl.lit(now_us) - pl.col("last_true_at") < pl.col("keep_us")))
+    kept_firing = ((was == AlertState.FIRING) & ~cond
+                   & (pl.lit(now_us) - pl.col("last_true_at") < pl.col("keep_us")))
+    retention = int(RESOLVED_RETENTION.total_seconds() * 1e6)
     state = (
         pl.when(cond & ((was == AlertState.FIRING)
                         | (pl.lit(now_us) - pl.col("new_active_at") >= pl.col("for_us"))))
         .then(pl.lit(AlertState.FIRING))
         .when(cond).then(pl.lit(AlertState.PENDING))
-        .when(kept).then(pl.lit(AlertState.FIRING))
+        .when(kept_firing).then(pl.lit(AlertState.FIRING))
         .when(was == AlertState.FIRING).then(pl.lit(AlertState.RESOLVED))
         .when((was == AlertState.RESOLVED)
-              & (pl.lit(now_us) - pl.col("resolved_at") < int(RESOLVED_RETENTION.total_seconds()
-                                                                * 1e6)))
+              & (pl.lit(now_us) - pl.col("resolved_at") < retention))
         .then(pl.lit(AlertState.RESOLVED))
         .otherwise(pl.lit(AlertState.INACTIVE))
     )
@@ -106,9 +120,10 @@ def advance(previous: pl.DataFrame, candidates: pl.DataFrame, rules: Sequence[Ru
                .then(pl.lit(now_us)).otherwise(pl.col("resolved_at")).alias("resolved_at"),
                pl.when(cond).then(pl.lit(now_us)).otherwise(pl.col("last_true_at"))
                .alias("last_true_at"),
-               pl.when(cond).then(pl.col("cur_value")).otherwise(pl.col("value")).alias("value"),
-               pl.when(cond).then(pl.col("cur_kpi_values")).otherwise(pl.col("kpi_values"))
-               .alias("kpi_values"),
+               pl.when(cond & pl.col("seen")).then(pl.col("cur_value"))
+               .otherwise(pl.col("value")).alias("value"),
+               pl.when(cond & pl.col("seen")).then(pl.col("cur_kpi_values"))
+               .otherwise(pl.col("kpi_values")).alias("kpi_values"),
                pl.col("new_state").alias("state"),
            ))
     # A re-fire starts a new episode: forget the old episode's times.
@@ -122,7 +137,8 @@ def advance(previous: pl.DataFrame, candidates: pl.DataFrame, rules: Sequence[Ru
     )
     transitions = out.filter(pl.col("state") != was).select(list(TRANSITION_SCHEMA))
     state_rows = out.filter(pl.col("state") != AlertState.INACTIVE).select(list(STATE_SCHEMA))
-    return Step(state_rows.cast(STATE_SCHEMA), transitions.cast(TRANSITION_SCHEMA))
+    return Step(pl.concat([kept.cast(STATE_SCHEMA), state_rows.cast(STATE_SCHEMA)]),
+                transitions.cast(TRANSITION_SCHEMA))
 
 
 def replace_rules(state: pl.DataFrame, rules: Sequence[str], new: pl.DataFrame) -> pl.DataFrame:

@@ -122,15 +122,16 @@ def evaluate_group(group: Group, runtime: Runtime, store: Store, live: LiveState
     t0 = time.perf_counter()
     cfg = runtime.config
     window = live.window
-    result = evaluate(group.rules, window.frame, now, runtime.tz, runtime.catalog)
-    healthy = [r for r in group.rules if r.name not in result.errors]
+    result = evaluate(group.rules, window.frame, now, runtime.tz, runtime.catalog,
+                      window.cache)
+    healthy = [r for r in group.rules if r.id not in result.errors]
     step = alerts.advance(live.alert_state, result.candidates, healthy, now)
     views = dispatch.AlertViews(runtime.rules, runtime.catalog, cfg.global_.external_url)
     send_resolved = {r.name: r.send_resolved for r in cfg.receivers}
     out = dispatch.outgoing(step.transitions, step.state, views, cfg.route, send_resolved,
                             cfg.repeat_interval, now)
     new_state = dispatch.mark_notified(step.state, out.notified, now)
-    names = [r.name for r in healthy]
+    names = [r.id for r in healthy]
     with store.transaction() as conn:
         store.replace_alert_state(names, new_state, conn)
         store.enqueue(out.messages, now, conn)

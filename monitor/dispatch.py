@@ -20,7 +20,6 @@ import polars as pl
 
 from monitor.alerts import STATE_SCHEMA, AlertState
 from monitor.config import Route
-from monitor.durations import format_duration
 from monitor.kpis import Catalog
 from monitor.rulefile import Rule, RuleSet
 
@@ -55,9 +54,9 @@ class AlertViews:
         base = {"alertname": rule.name, **series}
         context = {
             "labels": base, "value": row["value"], "values": values, "kpi": kpi,
-            "window": format_duration(rule.spec.over), "status": status,
+            "window": rule.window.label, "status": status,
         }
-        labels = {**base, **self._render(rule, rule.spec.labels, context)}
+        labels = {**base, **self._render(rule, rule.labels, context)}
         context["labels"] = labels
         return {
             "status": status,
@@ -80,8 +79,12 @@ class AlertViews:
     def _render(rule: Rule, texts: dict[str, str], context: dict[str, Any]) -> dict[str, str]:
         out = {}
         for key, text in texts.items():
+            template = rule.annotation_templates.get(key)
+            if template is None:  # the tier's severity: a plain value
+                out[key] = text
+                continue
             try:
-                out[key] = rule.annotation_templates[key].render(context)
+                out[key] = template.render(context)
             except Exception as exc:  # a template bug must not lose the alert
                 log.error("rule %s: %s template failed (%s); sending it unrendered",
                           rule.name, key, exc)

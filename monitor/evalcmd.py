@@ -30,7 +30,7 @@ log = logging.getLogger("kpimon.eval")
 def run_eval(config_path: str, at: datetime, rule: str | None = None,
              poll: bool = True) -> list[dict[str, Any]]:
     rt = build(load_config(config_path), clock=lambda: at)
-    rules = [r for r in rt.rules.rules if rule is None or r.name == rule]
+    rules = [r for r in rt.rules.rules if rule is None or rule in (r.name, r.id)]
     if rule and not rules:
         raise KpimonError(f"no rule named {rule!r}")
     store = Store(rt.config.store.url, rt.loaded.base_dir)

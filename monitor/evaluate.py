@@ -1,10 +1,21 @@
-"""The rule engine: every rule over every series as vectorized polars expressions.
+"""The rule engine: every rule over every series, vectorized with polars.
 
-For each rule the window's rows inside the rule's time range are grouped by its
-``by`` labels and every measure is summed; KPIs are then formulas over those
-sums (ratio of sums), and the condition is one boolean expression over the
-grouped frame. Rules that share a time range and grouping share one aggregation.
-``now`` is a parameter: the daemon, ``eval`` and the tests run the same code.
+Evaluation is planned, then executed:
+
+1. Each rule's window, shifted windows and history resolve to ranges of period
+   indexes (days in the global timezone, or hours) at ``now``.
+2. Per period unit, ONE pass over the window frame groups the rows by every
+   label any rule groups by, and sums each needed measure over each needed
+   range (a filtered sum per range). Rules then regroup that small frame by
+   their own ``by`` labels: sums are additive, so the regrouping is exact, and
+   KPIs are formulas over the sums (ratio of sums at every level).
+3. Baseline functions read per-bucket sums of the history before the window.
+4. Each rule is one polars expression over its frame: value, condition,
+   volume guard and resolve condition for all its series at once.
+
+``now`` is a parameter: the daemon, ``eval``, ``test`` and ``backtest`` run this
+same code. Results are cached per frame, so several groups evaluating the same
+window, or a backtest stepping through one history, share the heavy passes.
 """
 
 from __future__ import annotations
@@ -12,45 +23,28 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from zoneinfo import ZoneInfo
 
 import polars as pl
 
-from monitor.durations import format_duration
+from monitor.compiler import WINDOW, BucketStat
 from monitor.kpis import Catalog
+from monitor.periods import Unit, period_expr
 from monitor.rulefile import Rule
-from monitor.sources.base import TS, label_key
+from monitor.sources.base import label_key
 
 log = logging.getLogger(__name__)
 
-DAY, HOUR = timedelta(days=1), timedelta(hours=1)
-
 CANDIDATE_SCHEMA = {
     "rule": pl.String, "series": pl.String, "value": pl.Float64, "active": pl.Boolean,
-    "sufficient": pl.Boolean, "kpi_values": pl.String,
+    "sufficient": pl.Boolean, "clear": pl.Boolean, "kpi_values": pl.String,
 }
 KPI_SCHEMA = {"rule": pl.String, "window": pl.String, "kpi": pl.String, "series": pl.String,
               "value": pl.Float64}
-
-
-def window_range(now: datetime, over: timedelta, tz: ZoneInfo) -> tuple[datetime, datetime]:
-    """The trailing window of complete periods that ends before ``now``.
-
-    Whole days end at local midnight in ``tz`` and count calendar days, so a
-    window across a DST change still holds exactly N local days; whole hours end
-    at the last full hour; anything else is a plain sliding window.
-    """
-    if over >= DAY and over % DAY == timedelta(0):
-        local = now.astimezone(tz)
-        end = datetime.combine(local.date(), datetime.min.time(), tz)
-        start = datetime.combine(local.date() - timedelta(days=over // DAY),
-                                 datetime.min.time(), tz)
-        return start.astimezone(UTC), end.astimezone(UTC)
-    if over % HOUR == timedelta(0):
-        end = now.replace(minute=0, second=0, microsecond=0)
-        return end - over, end
-    return now - over, now
+PERIOD = "$period"
+# What a rule can fail with at run time: bad data types, not bugs in kpimon.
+FAILURES = (pl.exceptions.PolarsError, ValueError, TypeError, ArithmeticError)
 
 
 @dataclass(frozen=True)
@@ -58,29 +52,117 @@ class Evaluation:
     """The outcome of evaluating some rules at one instant."""
 
     at: datetime
-    candidates: pl.DataFrame  # one row per (rule, series): value, active, sufficient
+    candidates: pl.DataFrame  # one row per (rule, series): value, active, sufficient, clear
     kpis: pl.DataFrame  # one row per (rule, kpi, series): the KPI values, for export
-    errors: dict[str, str] = field(default_factory=dict)  # rule -> why it failed
-    durations: dict[str, float] = field(default_factory=dict)
+    errors: dict[str, str] = field(default_factory=dict)  # rule id -> why it failed
+
+
+def nsum(expr: pl.Expr) -> pl.Expr:
+    """A sum that stays null when every value is missing (a measure no row has)."""
+    return pl.when(expr.count() > 0).then(expr.sum())
+
+
+@dataclass
+class _Plan:
+    """What one evaluation must compute, per period unit."""
+
+    ranges: dict[Unit, dict[tuple[int, int], set[str]]] = field(default_factory=dict)
+    labels: dict[Unit, set[str]] = field(default_factory=dict)
+    windows: dict[str, tuple[int, int]] = field(default_factory=dict)  # rule id -> range
+
+    def add(self, rule: Rule, now: datetime, tz: ZoneInfo) -> None:
+        unit = rule.window.unit
+        start, end = rule.window.resolve(now, tz)
+        self.windows[rule.id] = (start, end)
+        ranges = self.ranges.setdefault(unit, {})
+        for span, measures in rule.spans.items():
+            extra = set(rule.spec.min_volume) if span == WINDOW else set()
+            ranges.setdefault(span.resolve(start, end), set()).update(measures | extra)
+        self.labels.setdefault(unit, set()).update(rule.by)
+
+
+def _col(measure: str, rng: tuple[int, int]) -> str:
+    return f"{measure}|{rng[0]}|{rng[1]}"
+
+
+class Executor:
+    """Runs a plan over one frame; caches what does not depend on ``now``."""
+
+    def __init__(self, frame: pl.DataFrame, tz: ZoneInfo, cache: dict | None = None):
+        self.frame, self.tz = frame, tz
+        self.cache = cache if cache is not None else {}
+
+    def with_periods(self, unit: Unit) -> pl.DataFrame:
+        key = ("periods", unit, str(self.tz))
+        if key not in self.cache:
+            self.cache[key] = self.frame.with_columns(period_expr(self.tz, unit).alias(PERIOD))
+        return self.cache[key]
+
+    def root(self, unit: Unit, labels: list[str], ranges: dict[tuple[int, int], set[str]],
+             ) -> pl.DataFrame:
+        """Sums of every needed measure over every needed range, by all rule labels."""
+        rows = self.with_periods(unit)
+        lo = min(r[0] for r in ranges)
+        hi = max(r[1] for r in ranges)
+        aggs = []
+        for rng, measures in sorted(ranges.items()):
+            inside = pl.col(PERIOD).is_between(rng[0], rng[1], closed="left")
+            for m in sorted(measures):
+                if m in rows.columns:
+                    aggs.append(nsum(pl.col(m).filter(inside)).alias(_col(m, rng)))
+                else:
+                    aggs.append(pl.lit(None, pl.Float64).alias(_col(m, rng)))
+        lf = rows.lazy().filter(pl.col(PERIOD).is_between(lo, hi, closed="left"))
+        lf = lf.group_by(labels).agg(aggs) if labels else lf.select(aggs)
+        return lf.collect()
+
+    def bucket_rows(self, unit: Unit, labels: list[str], measures: set[str]) -> pl.DataFrame:
+        """Per-period sums by all rule labels (for baselines); independent of ``now``."""
+        key = ("buckets", unit, tuple(labels), tuple(sorted(measures)))
+        if key not in self.cache:
+            rows = self.with_periods(unit)
+            present = [m for m in sorted(measures) if m in rows.columns]
+            self.cache[key] = (rows.lazy().group_by([*labels, PERIOD])
+                               .agg(nsum(pl.col(m)).alias(m) for m in present)
+                               .with_columns(pl.lit(None, pl.Float64).alias(m)
+                                             for m in sorted(measures) if m not in present)
+                               .collect())
+        return self.cache[key]
 
 
 def evaluate(rules: Sequence[Rule], frame: pl.DataFrame, now: datetime, tz: ZoneInfo,
-             catalog: Catalog) -> Evaluation:
-    aggregates: dict[tuple, pl.DataFrame] = {}
+             catalog: Catalog, cache: dict | None = None) -> Evaluation:
+    plan = _Plan()
+    for rule in rules:
+        plan.add(rule, now, tz)
+    ex = Executor(frame, tz, cache)
+    present = set(frame.columns)
+    roots: dict[Unit, tuple[list[str], pl.DataFrame] | Exception] = {}
+    for unit, ranges in plan.ranges.items():
+        labels = sorted(plan.labels[unit] & present)
+        try:
+            roots[unit] = (labels, ex.root(unit, labels, ranges))
+        except FAILURES as exc:  # e.g. a measure column of the wrong type
+            roots[unit] = exc
+    derived: dict[tuple, pl.DataFrame] = {}
     candidates, kpis, errors = [], [], {}
     for rule in rules:
         try:
-            start, end = window_range(now, rule.spec.over, tz)
-            key = (start, end, rule.by)
-            if key not in aggregates:
-                needed = set().union(*(r.measures for r in rules if r.by == rule.by))
-                aggregates[key] = aggregate(frame, start, end, rule.by, needed)
-            cand, kpi = _apply(rule, aggregates[key], catalog)
+            root_or_error = roots[rule.window.unit]
+            if isinstance(root_or_error, Exception):
+                raise root_or_error
+            labels, root = root_or_error
+            if not set(rule.by) <= present:
+                continue  # no source has these labels yet: no series
+            base = _regroup(root, labels, rule.by, derived, rule.window.unit)
+            frame_r = _rule_frame(rule, base, plan.windows[rule.id], ex, labels)
+            cand, kpi = _apply(rule, frame_r, catalog)
             candidates.append(cand)
             kpis.append(kpi)
-        except (pl.exceptions.PolarsError, ValueError, TypeError) as exc:
-            log.error("rule %s failed: %s", rule.name, exc)
-            errors[rule.name] = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0]}"
+        except FAILURES as exc:
+            message = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+            log.error("rule %s failed: %s: %s", rule.id, type(exc).__name__, message)
+            errors[rule.id] = f"{type(exc).__name__}: {message}"
     return Evaluation(
         at=now,
         candidates=pl.concat(candidates) if candidates else pl.DataFrame(
@@ -90,43 +172,100 @@ def evaluate(rules: Sequence[Rule], frame: pl.DataFrame, now: datetime, tz: Zone
     )
 
 
-def aggregate(frame: pl.DataFrame, start: datetime, end: datetime, by: tuple[str, ...],
-              measures: set[str]) -> pl.DataFrame:
-    """Sum every measure per ``by`` group over [start, end); rows missing a label are left out."""
-    present = [m for m in sorted(measures) if m in frame.columns]
-    absent = [m for m in sorted(measures) if m not in frame.columns]
-    missing_labels = [b for b in by if b not in frame.columns]
-    if missing_labels:
-        return pl.DataFrame(schema={**dict.fromkeys(by, pl.String),
-                                    **dict.fromkeys(measures, pl.Float64)})
-    lf = frame.lazy().filter((pl.col(TS) >= start) & (pl.col(TS) < end))
-    if by:
-        lf = lf.drop_nulls(list(by)).group_by(list(by)).agg(pl.col(present).sum())
-    else:
-        lf = lf.select(pl.col(present).sum())
-    return lf.with_columns(pl.lit(None, pl.Float64).alias(m) for m in absent).collect()
+def _regroup(root: pl.DataFrame, labels: list[str], by: tuple[str, ...],
+             cache: dict[tuple, pl.DataFrame], unit: Unit) -> pl.DataFrame:
+    """The root regrouped by a rule's labels; rows missing one of them are left out."""
+    key = (unit, by)
+    if key not in cache:
+        sums = [c for c in root.columns if c not in labels]
+        if list(by) == labels:
+            grouped = root
+        elif by:
+            grouped = root.group_by(list(by)).agg(nsum(pl.col(c)).alias(c) for c in sums)
+        else:
+            grouped = root.select(nsum(pl.col(c)).alias(c) for c in sums)
+        cache[key] = grouped.drop_nulls(list(by)) if by else grouped
+    return cache[key]
 
 
-def _apply(rule: Rule, agg: pl.DataFrame, catalog: Catalog) -> tuple[pl.DataFrame, pl.DataFrame]:
+def _rule_frame(rule: Rule, base: pl.DataFrame, window: tuple[int, int], ex: Executor,
+                labels: list[str]) -> pl.DataFrame:
+    """The rule's own columns: measures per span, plus baseline statistics."""
+    start, end = window
+    renames = [pl.col(_col(m, span.resolve(start, end))).alias(m + span.suffix)
+               for span, measures in rule.spans.items()
+               for m in sorted(measures | (set(rule.spec.min_volume) if span == WINDOW
+                                           else set()))]
+    out = base.select(*rule.by, *renames)
+    for stat in rule.buckets:
+        stats = _bucket_stats(stat, rule, ex, labels, start, end)
+        out = (out.join(stats, on=list(rule.by), how="left", nulls_equal=True) if rule.by
+               else pl.concat([out, stats], how="horizontal"))
+    return out
+
+
+def _bucket_stats(stat: BucketStat, rule: Rule, ex: Executor, labels: list[str], start: int,
+                  end: int) -> pl.DataFrame:
+    """x per window-sized bucket of the history before the window, reduced per series."""
+    size = max(end - start, 1)
+    count = stat.history // size
+    rows = ex.bucket_rows(rule.window.unit, labels, set(stat.measures))
+    by = list(rule.by)
+    bucket = ((start - 1 - pl.col(PERIOD)) // size).alias("$bucket")
+    per_bucket = (
+        rows.lazy().filter(pl.col(PERIOD).is_between(start - count * size, start,
+                                                     closed="left"))
+        .drop_nulls(by).with_columns(bucket)
+        .group_by([*by, "$bucket"]).agg(nsum(pl.col(m)).alias(m) for m in sorted(stat.measures))
+        .with_columns(stat.x.alias("$x"))
+    )
+    if "same_weekday" in stat.stats:
+        # Buckets whose distance back is a whole number of weeks share the weekday.
+        per_bucket = per_bucket.filter(((pl.col("$bucket") + 1) * size) % 7 == 0)
+    x = pl.col("$x").drop_nulls()
+    reducers = {
+        "median": x.median(), "mean": x.mean(), "same_weekday": x.median(),
+        "mad": (x - x.median()).abs().median(),
+        "ewma": pl.col("$x").sort_by("$bucket", descending=True).drop_nulls()
+        .ewm_mean(alpha=stat.alpha, adjust=False).last(),
+    }
+    aggs = [reducers[s].alias(stat.column(s)) for s in stat.stats]
+    grouped = per_bucket.group_by(by).agg(aggs) if by else per_bucket.select(aggs)
+    result = grouped.collect()
+    if not by and result.height == 0:
+        result = pl.DataFrame({stat.column(s): [None] for s in stat.stats},
+                              schema={stat.column(s): pl.Float64 for s in stat.stats})
+    return result
+
+
+def _apply(rule: Rule, frame: pl.DataFrame, catalog: Catalog,
+           ) -> tuple[pl.DataFrame, pl.DataFrame]:
     sufficient = pl.lit(True)
     for measure, minimum in rule.spec.min_volume.items():
         sufficient = sufficient & (pl.col(measure).fill_null(0) >= minimum)
+    active = rule.condition.fill_null(False)
+    clear = (rule.clear.fill_null(False) if rule.clear is not None
+             else ~(active & sufficient))
     kpi_cols = [catalog.column(k).alias(k) for k in rule.kpis]
-    out = agg.select(
-        pl.lit(rule.name).alias("rule"),
+    out = frame.select(
+        pl.lit(rule.id).alias("rule"),
         label_key(list(rule.by)).alias("series"),
         rule.value.cast(pl.Float64).alias("value"),
-        rule.condition.fill_null(False).alias("active"),
+        active.alias("active"),
         sufficient.alias("sufficient"),
+        clear.alias("clear"),
         *kpi_cols,
     )
-    kpi_values = (pl.struct(list(rule.kpis)).struct.json_encode()
-                  if rule.kpis else pl.lit("{}"))
+    kpi_values = pl.struct(list(rule.kpis)).struct.json_encode() if rule.kpis else pl.lit("{}")
     candidates = out.with_columns(kpi_values.alias("kpi_values")).select(list(CANDIDATE_SCHEMA))
-    window = format_duration(rule.spec.over)
-    long = (out.select("rule", "series", *rule.kpis)
-            .unpivot(index=["rule", "series"], on=list(rule.kpis), variable_name="kpi",
-                     value_name="value")
-            if rule.kpis else pl.DataFrame(schema=KPI_SCHEMA))
-    long = long.with_columns(pl.lit(window).alias("window"), pl.col("value").cast(pl.Float64))
+    if rule.kpis:
+        long = (out.select("rule", "series", *rule.kpis)
+                .unpivot(index=["rule", "series"], on=list(rule.kpis), variable_name="kpi",
+                         value_name="value"))
+    else:
+        long = pl.DataFrame(schema={"rule": pl.String, "series": pl.String, "kpi": pl.String,
+                                    "value": pl.Float64})
+    long = long.with_columns(pl.lit(rule.window.label).alias("window"),
+                             pl.col("value").cast(pl.Float64))
     return candidates, long.select(list(KPI_SCHEMA))
+

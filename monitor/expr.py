@@ -42,6 +42,14 @@ class Num:
 
 
 @dataclass(frozen=True)
+class Dur:
+    """A duration argument such as ``7d`` (only meaningful inside function calls)."""
+
+    text: str
+    pos: int
+
+
+@dataclass(frozen=True)
 class Name:
     name: str
     pos: int
@@ -74,12 +82,13 @@ class Neg:
     pos: int
 
 
-Node = Num | Name | Call | BinOp | Not | Neg
+Node = Num | Dur | Name | Call | BinOp | Not | Neg
 
 COMPARISONS = (">=", "<=", "==", "!=", ">", "<")
 _TOKEN = re.compile(
     r"""\s*(?:
-        (?P<num>\d+(?:\.\d+)?(?:[eE][-+]?\d+)?)(?P<pct>%)?
+        (?P<dur>\d+(?:ms|s|m|h|d|w))(?![A-Za-z0-9_])
+      | (?P<num>\d+(?:\.\d+)?(?:[eE][-+]?\d+)?)(?P<pct>%)?
       | (?P<name>[A-Za-z_][A-Za-z0-9_]*)
       | (?P<op>>=|<=|==|!=|[-+*/()<>,])
     )""",
@@ -92,7 +101,7 @@ _BINARY = {"or": 1, "and": 2, **dict.fromkeys(COMPARISONS, 4), "+": 5, "-": 5, "
 
 @dataclass(frozen=True)
 class _Tok:
-    kind: str  # num | name | op | kw | end
+    kind: str  # num | dur | name | op | kw | end
     text: str
     pos: int
     value: float = 0.0
@@ -109,8 +118,9 @@ def _tokenize(text: str) -> Iterator[_Tok]:
         m = _TOKEN.match(text, pos)
         if not m or m.end() == pos:
             raise ExprError(f"unexpected character {text[pos]!r}", pos)
-        start = m.start(m.lastindex or 0)
-        if m.group("num") is not None:
+        if m.group("dur") is not None:
+            yield _Tok("dur", m.group("dur"), m.start("dur"))
+        elif m.group("num") is not None:
             start = m.start("num")
             value = float(m.group("num")) / (100 if m.group("pct") else 1)
             yield _Tok("num", m.group(0).strip(), start, value)
@@ -165,6 +175,8 @@ class _Parser:
         tok = self.take()
         if tok.kind == "num":
             return Num(tok.value, tok.pos)
+        if tok.kind == "dur":
+            return Dur(tok.text, tok.pos)
         if tok.text == "not":
             return Not(self.expression(3), tok.pos)
         if tok.text == "-":
@@ -264,22 +276,44 @@ FUNCTIONS: dict[str, Callable[..., pl.Expr]] = {
 }
 
 
-def compile_expr(node: Node, resolve: Resolver) -> pl.Expr:
-    """Compile a tree to one polars expression; ``resolve`` maps names to columns."""
+def compile_expr(node: Node, resolve: Resolver,
+                 call: Callable[[Call], pl.Expr] | None = None) -> pl.Expr:
+    """Compile a tree to one polars expression.
+
+    ``resolve`` maps names to columns; ``call`` compiles function calls (the rule
+    compiler passes one that knows the window functions).
+    """
+    def sub(n: Node) -> pl.Expr:
+        return compile_expr(n, resolve, call)
+
     if isinstance(node, Num):
         return pl.lit(node.value, dtype=pl.Float64)
+    if isinstance(node, Dur):
+        raise ExprError(f"a duration ({node.text}) is only valid as a function argument",
+                        node.pos)
     if isinstance(node, Name):
         return resolve(node)
     if isinstance(node, Neg):
-        return -compile_expr(node.operand, resolve)
+        return -sub(node.operand)
     if isinstance(node, Not):
-        return ~compile_expr(node.operand, resolve)
+        return ~sub(node.operand)
     if isinstance(node, BinOp):
-        return _ARITH[node.op](compile_expr(node.left, resolve), compile_expr(node.right, resolve))
+        return _ARITH[node.op](sub(node.left), sub(node.right))
     if isinstance(node, Call):
-        func = FUNCTIONS.get(node.func)
-        if func is None:
-            raise ExprError(f"unknown function {node.func!r}{suggest(node.func, set(FUNCTIONS))}",
-                            node.pos)
-        return func(*(compile_expr(a, resolve) for a in node.args))
+        return call(node) if call is not None else plain_call(node, sub)
     raise TypeError(f"unknown node {node!r}")
+
+
+def plain_call(node: Call, sub: Callable[[Node], pl.Expr]) -> pl.Expr:
+    """A call to one of the plain FUNCTIONS (no window)."""
+    func = FUNCTIONS.get(node.func)
+    if func is None:
+        from monitor.compiler import ALL_FUNCTIONS  # the full list, for the suggestion
+
+        raise ExprError(f"unknown function {node.func!r}{suggest(node.func, ALL_FUNCTIONS)}",
+                        node.pos)
+    if node.func == "abs" and len(node.args) != 1:
+        raise ExprError("abs() takes 1 argument", node.pos)
+    if not node.args:
+        raise ExprError(f"{node.func}() needs arguments", node.pos)
+    return func(*(sub(a) for a in node.args))

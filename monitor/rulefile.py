@@ -11,15 +11,25 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
+from typing import Literal
 
 import jinja2
 import polars as pl
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from monitor import expr as ex
+from monitor.compiler import BucketStat, RuleCompiler, Span
 from monitor.durations import Duration
 from monitor.errors import ConfigError, Problem
 from monitor.kpis import Catalog
+from monitor.periods import WindowSpec
 from monitor.yamlsrc import Located, load_yaml, problems_from
 
 IDENT = r"^[A-Za-z_][A-Za-z0-9_]*$"
@@ -30,18 +40,60 @@ class _Strict(BaseModel):
                               populate_by_name=True)
 
 
+class TargetSpec(_Strict):
+    """A target per label value: ``{by: campaign, values: {brand: 400}, default: 650}``."""
+
+    by: str
+    values: dict[str, float]
+    default: float | None = None
+
+
 class RuleSpec(_Strict):
     alert: str = Field(pattern=IDENT, description="Alert name; unique across all files.")
-    expr: str = Field(description="A condition over KPIs and measures, e.g. cpa > 650.")
-    over: Duration = Field(default="1d", description="Trailing window: whole days end at "
-                           "local midnight, whole hours at the hour.")
+    expr: str | None = Field(default=None, description="A condition over KPIs and measures, "
+                             "e.g. cpa > 650. Omit it when `tiers` are given.")
+    tiers: dict[str, str] = Field(default_factory=dict, description="Severity -> condition, "
+                                  "lowest first; each series gets the highest tier it meets.")
+    over: str = Field(default="1d", description="7d (complete days), 6h (complete hours), "
+                      "today, wtd, mtd or qtd.")
+    offset: Duration | None = Field(default=None, description="Move the window back, for "
+                                    "late data.")
     by: list[str] = Field(default_factory=list, description="Labels to group by.")
+    targets: dict[str, float | TargetSpec] = Field(
+        default_factory=dict, description="Named numbers usable in expr; per label value with "
+        "{by, values, default}.")
     min_volume: dict[str, float] = Field(default_factory=dict,
                                          description="Minimum sums per measure to evaluate.")
     for_: Duration = Field(default="0s", alias="for")
     keep_firing_for: Duration = Field(default="0s")
+    resolve: str | None = Field(default=None, description="Once firing, the alert resolves "
+                                "only when this holds (hysteresis), e.g. cpa < 600.")
+    no_data: Literal["ok", "keep_state", "alert"] = Field(
+        default="ok", description="When a series has no data: resolve it, keep its state, "
+        "or alert.")
+    on_error: Literal["keep_state", "ok"] = Field(
+        default="keep_state", description="When a source the rule reads is failing.")
     labels: dict[str, str] = Field(default_factory=dict)
     annotations: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("over")
+    @classmethod
+    def _over(cls, v: str) -> str:
+        WindowSpec.parse(v)
+        return v
+
+    @model_validator(mode="after")
+    def _expr_or_tiers(self) -> RuleSpec:
+        if (self.expr is None) == (not self.tiers):
+            raise ValueError("give either expr or tiers")
+        if self.tiers and "severity" in self.labels:
+            raise ValueError("with tiers, the severity label comes from the tier names")
+        WindowSpec.parse(self.over, self.offset)
+        return self
+
+    @property
+    def window(self) -> WindowSpec:
+        return WindowSpec.parse(self.over, self.offset)
 
 
 class GroupSpec(_Strict):
@@ -56,16 +108,21 @@ class RuleFileSpec(_Strict):
 
 @dataclass(frozen=True)
 class Rule:
-    """A compiled rule: its spec plus the polars expressions that evaluate it."""
+    """A compiled rule (one per severity tier): its spec plus its polars expressions."""
 
+    id: str  # the state key: the alert name, or "Name/severity" for a tier
     spec: RuleSpec
     group: str
     file: str
+    window: WindowSpec
     condition: pl.Expr = field(repr=False, compare=False)
     value: pl.Expr = field(repr=False, compare=False)
+    clear: pl.Expr | None = field(repr=False, compare=False)  # the resolve condition
+    spans: dict[Span, frozenset[str]] = field(repr=False, compare=False)
+    buckets: tuple[BucketStat, ...] = field(repr=False, compare=False)
     kpis: tuple[str, ...]  # KPIs (and measures) named in expr: exported and shown
-    measures: frozenset[str]  # raw measures the window must sum
     annotation_templates: dict[str, jinja2.Template] = field(repr=False, compare=False)
+    severity: str | None = None  # the tier
 
     @property
     def name(self) -> str:
@@ -74,6 +131,16 @@ class Rule:
     @property
     def by(self) -> tuple[str, ...]:
         return tuple(self.spec.by)
+
+    @property
+    def labels(self) -> dict[str, str]:
+        return {**self.spec.labels, **({"severity": self.severity} if self.severity else {})}
+
+    @property
+    def measures(self) -> frozenset[str]:
+        """Every raw measure any span or bucket of the rule reads."""
+        return frozenset().union(*self.spans.values(), *(b.measures for b in self.buckets),
+                                 self.spec.min_volume)
 
 
 @dataclass(frozen=True)
@@ -92,12 +159,21 @@ class RuleSet:
     def rules(self) -> tuple[Rule, ...]:
         return tuple(r for g in self.groups for r in g.rules)
 
-    def rule(self, name: str) -> Rule:
-        return next(r for r in self.rules if r.name == name)
+    def rule(self, rule_id: str) -> Rule:
+        return next(r for r in self.rules if r.id == rule_id)
 
     @property
     def longest_window(self) -> timedelta:
-        return max((r.spec.over for r in self.rules), default=timedelta(days=1))
+        """How much history any rule reads, windows, shifts and baselines included."""
+        return max((lookback(r) for r in self.rules), default=timedelta(days=1))
+
+
+def lookback(rule: Rule) -> timedelta:
+    w = rule.window
+    length = w.length if w.form == "trailing" else 92  # a quarter to date at most
+    reach = max([length + s.units for s in rule.spans] + [length + b.history
+                                                          for b in rule.buckets])
+    return (reach + w.offset + 1) * w.unit_span
 
 
 @dataclass(frozen=True)
@@ -160,30 +236,103 @@ def _compile_file(doc: Located, vocab: Vocabulary, templates, seen: dict[str, st
                 problems.append(doc.problem((*loc, "alert"), f"alert {rule.alert!r} is "
                                             f"already defined in {seen[rule.alert]}"))
             seen.setdefault(rule.alert, doc.file)
-            compiled = _compile_rule(rule, group.name, doc, loc, vocab, templates, problems)
-            if compiled:
-                rules.append(compiled)
+            rules.extend(_compile_rule(rule, group.name, doc, loc, vocab, templates, problems))
         groups.append(Group(group.name, doc.file, group.interval, tuple(rules)))
     return groups
 
 
 def _compile_rule(spec: RuleSpec, group: str, doc: Located, loc: tuple, vocab: Vocabulary,
-                  templates, problems: list[Problem]) -> Rule | None:
+                  templates, problems: list[Problem]) -> list[Rule]:
+    """Check and compile one rule: one Rule per severity tier (or one without tiers)."""
     before = len(problems)
+    texts = {(*loc, "expr"): spec.expr} if spec.expr is not None else {
+        (*loc, "tiers", sev): text for sev, text in spec.tiers.items()}
+    if spec.resolve is not None:
+        texts[(*loc, "resolve")] = spec.resolve
+    trees = {}
+    targets = _targets(spec, doc, loc, vocab, problems)
+    known = vocab.catalog.names | vocab.measures | set(targets)
+    for where, text in texts.items():
+        try:
+            trees[where] = tree = ex.parse(text)
+        except ex.ExprError as err:
+            problems.append(doc.problem(where, err.message, offset=err.pos))
+            continue
+        for node in _names(tree):
+            if node.name not in known:
+                problems.append(doc.problem(where, f"unknown KPI or measure {node.name!r}"
+                                            f"{ex.suggest(node.name, known)}", offset=node.pos))
+        if not ex.is_condition(tree):
+            problems.append(doc.problem(where, "must be a condition, such as 'cpa > 650' or "
+                                        "'ctr > 5% and cr < 1%'", offset=0))
+    _check_guards(spec, doc, loc, vocab, problems)
+    annotations = _annotations(spec, doc, loc, templates, problems)
+    if len(problems) > before:
+        return []
+    compiler = RuleCompiler(vocab.catalog, spec.window, targets, set(vocab.measures))
     try:
-        tree = ex.parse(spec.expr)
+        compiled = {where: compiler.compile(tree) for where, tree in trees.items()}
+        value_node = ex.first_comparison_operand(next(iter(trees.values())))
+        value = (compiler.compile(value_node) if value_node is not None
+                 else pl.lit(None, pl.Float64))
     except ex.ExprError as err:
-        problems.append(doc.problem((*loc, "expr"), err.message, offset=err.pos))
-        return None
-    known = vocab.catalog.names | vocab.measures
-    for node in ex.walk(tree):
-        if isinstance(node, ex.Name) and node.name not in known:
-            problems.append(doc.problem(
-                (*loc, "expr"), f"unknown KPI or measure {node.name!r}"
-                f"{ex.suggest(node.name, known)}", offset=node.pos))
-    if not ex.is_condition(tree):
-        problems.append(doc.problem((*loc, "expr"), "expr must be a condition, such as "
-                                    "'cpa > 650' or 'ctr > 5% and cr < 1%'", offset=0))
+        where = next(w for w, t in trees.items() if _contains(t, err.pos))
+        problems.append(doc.problem(where, err.message, offset=err.pos))
+        return []
+    clear = compiled.pop((*loc, "resolve"), None)
+    first_tree = next(iter(trees.values()))
+    names = tuple(dict.fromkeys(n.name for n in _names(first_tree) if n.name not in targets))
+    common = {
+        "spec": spec, "group": group, "file": doc.file, "window": spec.window, "value": value,
+        "clear": clear, "spans": {k: frozenset(v) for k, v in compiler.spans.items()},
+        "buckets": tuple(compiler.buckets), "kpis": names, "annotation_templates": annotations,
+    }
+    if not spec.tiers:
+        return [Rule(id=spec.alert, condition=compiled[(*loc, "expr")], **common)]
+    # Tiers are exclusive: a series is in the highest tier whose condition holds.
+    conditions = [(sev, compiled[(*loc, "tiers", sev)]) for sev in spec.tiers]
+    rules = []
+    for i, (sev, cond) in enumerate(conditions):
+        higher = [c.fill_null(False) for _, c in conditions[i + 1:]]
+        exclusive = cond.fill_null(False) & ~pl.any_horizontal(higher) if higher else cond
+        rules.append(Rule(id=f"{spec.alert}/{sev}", condition=exclusive, severity=sev, **common))
+    return rules
+
+
+def _names(tree: ex.Node) -> list[ex.Name]:
+    """Names that must be KPIs, measures or targets (not baseline method words)."""
+    skip = {id(node.args[2]) for node in ex.walk(tree)
+            if isinstance(node, ex.Call) and node.func == "baseline" and len(node.args) == 3}
+    return [n for n in ex.walk(tree) if isinstance(n, ex.Name) and id(n) not in skip]
+
+
+def _contains(tree: ex.Node, pos: int) -> bool:
+    return any(getattr(n, "pos", -1) == pos for n in ex.walk(tree))
+
+
+def _targets(spec: RuleSpec, doc: Located, loc: tuple, vocab: Vocabulary,
+             problems: list[Problem]) -> dict[str, pl.Expr]:
+    """Targets as columns: a constant, or a lookup by the value of one ``by`` label."""
+    out: dict[str, pl.Expr] = {}
+    for name, target in spec.targets.items():
+        if name in vocab.catalog or name in vocab.measures:
+            problems.append(doc.problem((*loc, "targets", name), f"{name!r} is a KPI or "
+                                        "measure; give the target another name"))
+            continue
+        if isinstance(target, float | int):
+            out[name] = pl.lit(float(target), pl.Float64)
+            continue
+        if target.by not in spec.by:
+            problems.append(doc.problem((*loc, "targets", name, "by"), f"the rule must group "
+                                        f"by {target.by!r} to use a target per {target.by}"))
+            continue
+        out[name] = pl.col(target.by).replace_strict(
+            target.values, default=target.default, return_dtype=pl.Float64)
+    return out
+
+
+def _check_guards(spec: RuleSpec, doc: Located, loc: tuple, vocab: Vocabulary,
+                  problems: list[Problem]) -> None:
     for measure in spec.min_volume:
         if measure not in vocab.measures:
             problems.append(doc.problem((*loc, "min_volume", measure), f"unknown measure "
@@ -193,23 +342,15 @@ def _compile_rule(spec: RuleSpec, group: str, doc: Located, loc: tuple, vocab: V
             if label not in vocab.labels:
                 problems.append(doc.problem((*loc, "by", i), f"no source has the label "
                                             f"{label!r}{ex.suggest(label, vocab.labels)}"))
-    compiled_annotations = {}
+
+
+def _annotations(spec: RuleSpec, doc: Located, loc: tuple, templates,
+                 problems: list[Problem]) -> dict[str, jinja2.Template]:
+    compiled = {}
     for key, text in {**spec.annotations, **spec.labels}.items():
         try:
-            compiled_annotations[key] = templates.compile_string(text)
+            compiled[key] = templates.compile_string(text)
         except jinja2.TemplateSyntaxError as err:
             where = "annotations" if key in spec.annotations else "labels"
             problems.append(doc.problem((*loc, where, key), f"template: {err.message}"))
-    if len(problems) > before:
-        return None
-    try:
-        condition = ex.compile_expr(tree, lambda n: vocab.catalog.column(n.name))
-        value_node = ex.first_comparison_operand(tree)
-        value = (ex.compile_expr(value_node, lambda n: vocab.catalog.column(n.name))
-                 if value_node is not None else pl.lit(None, pl.Float64))
-    except ex.ExprError as err:
-        problems.append(doc.problem((*loc, "expr"), err.message, offset=err.pos))
-        return None
-    names = tuple(dict.fromkeys(n.name for n in ex.walk(tree) if isinstance(n, ex.Name)))
-    measures = frozenset(vocab.catalog.expand(tree)) | frozenset(spec.min_volume)
-    return Rule(spec, group, doc.file, condition, value, names, measures, compiled_annotations)
+    return compiled

@@ -83,7 +83,7 @@ class App:
     def alerts(self) -> dict[str, Any]:
         live, runtime = self.ctx.live(), self.ctx.runtime()
         views = AlertViews(runtime.rules, runtime.catalog, runtime.config.global_.external_url)
-        known = {r.name for r in runtime.rules.rules}
+        known = {r.id for r in runtime.rules.rules}
         rows = live.alert_state.filter(live.alert_state["rule"].is_in(list(known)))
         out = []
         for row in rows.sort("active_at", descending=True).iter_rows(named=True):
@@ -105,12 +105,14 @@ class App:
                 "lastEvaluation": result.evaluation.at.isoformat() if result else None,
                 "evaluationTime": result.duration if result else None,
                 "rules": [{
-                    "name": r.name, "expr": r.spec.expr, "over": format_duration(r.spec.over),
-                    "by": list(r.by), "for": format_duration(r.spec.for_),
-                    "labels": r.spec.labels, "health": "err" if r.name in errors else
-                    ("ok" if result else "unknown"), "lastError": errors.get(r.name, ""),
-                    "pending": counts.get((r.name, "pending"), 0),
-                    "firing": counts.get((r.name, "firing"), 0),
+                    "id": r.id, "name": r.name,
+                    "expr": r.spec.expr or r.spec.tiers.get(r.severity or "", ""),
+                    "over": r.window.label, "by": list(r.by),
+                    "for": format_duration(r.spec.for_), "labels": r.labels,
+                    "health": "err" if r.id in errors else ("ok" if result else "unknown"),
+                    "lastError": errors.get(r.id, ""),
+                    "pending": counts.get((r.id, "pending"), 0),
+                    "firing": counts.get((r.id, "firing"), 0),
                 } for r in g.rules],
             })
         return {"groups": groups}

@@ -8,7 +8,7 @@ immutable; the daemon swaps the reference, so evaluation never sees half a merge
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
 import polars as pl
@@ -21,6 +21,9 @@ KEY = ["source", TS, "labels"]
 @dataclass(frozen=True)
 class Window:
     frame: pl.DataFrame
+    # Evaluation results that depend only on this frame (period columns, bucket
+    # sums), shared by every group evaluated on it; a merge starts a new cache.
+    cache: dict = field(default_factory=dict, compare=False, repr=False)
 
     @classmethod
     def empty(cls) -> Window:

@@ -34,6 +34,7 @@ def candidates(rule: str, active: bool, value: float = 150.0, sufficient: bool =
                series: str = '{"campaign":"a"}') -> pl.DataFrame:
     return pl.DataFrame({"rule": [rule], "series": [series], "value": [value],
                          "active": [active], "sufficient": [sufficient],
+                         "clear": [not (active and sufficient)],
                          "kpi_values": [f'{{"cpa":{value}}}']})
 
 
@@ -129,7 +130,8 @@ def test_many_series_advance_in_one_vectorized_step(rules):
     cand = pl.DataFrame({
         "rule": ["Instant"] * n, "series": [f'{{"c":"{i}"}}' for i in range(n)],
         "value": [float(i) for i in range(n)], "active": [i % 2 == 0 for i in range(n)],
-        "sufficient": [True] * n, "kpi_values": ["{}"] * n,
+        "sufficient": [True] * n, "clear": [i % 2 == 1 for i in range(n)],
+        "kpi_values": ["{}"] * n,
     })
     step = advance(empty_state(), cand, [rules.rule("Instant")], NOW)
     assert step.state.height == n // 2

@@ -147,7 +147,7 @@ def test_rule_errors_point_at_the_character_with_suggestions(make_config):
            "mean 'cpa'?" in text
     assert "      expr: cpaa > 650 and ctr > 1%\n                ^" in text
     assert f"{bad}:7:22: groups[0].rules[1].expr: expected a number" in text
-    assert "expr must be a condition" in text
+    assert "expr: must be a condition" in text
     assert "unknown measure 'conversoins'; did you mean 'conversions'?" in text
     assert f"{bad}:18:9: groups[0].rules[5].colour: unknown key" in text
     assert "alert 'Typo' is already defined" in text
