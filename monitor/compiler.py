@@ -33,6 +33,7 @@ import polars as pl
 
 from monitor import expr as ex
 from monitor.kpis import Catalog
+from monitor.kpis import Unit as KpiUnit
 from monitor.periods import Unit, WindowSpec
 
 MAD_TO_Z = 0.6745  # makes the MAD of a normal sample comparable to its standard deviation
@@ -71,6 +72,7 @@ class BucketStat:
     x: pl.Expr = field(compare=False)  # x over the bucket's plain measure sums
     measures: frozenset[str] = frozenset()
     alpha: float = 0.3
+    node: ex.Node | None = field(default=None, compare=False)
 
     def column(self, stat: str) -> str:
         return f"$b{self.index}:{stat}"
@@ -130,24 +132,48 @@ class RuleCompiler:
 
     def bucket(self, x: ex.Node, history: int, stats: tuple[str, ...], alpha: float = 0.3,
                ) -> BucketStat:
+        key = (_canonical(x), history, stats, alpha)
+        for existing in self.buckets:  # the value re-compiles the same call: share it
+            if (_canonical(existing.node), existing.history, existing.stats,
+                    existing.alpha) == key:
+                return existing
         plain = RuleCompiler(self.catalog, self.window, self.targets, self.known_measures)
         x_expr = plain.compile(x)
         if len(plain.spans) > 1 or plain.buckets:
             raise ex.ExprError("a baseline's expression cannot use window functions", _pos(x))
         stat = BucketStat(len(self.buckets), history, stats, x_expr,
-                          frozenset(plain.spans[WINDOW]), alpha)
+                          frozenset(plain.spans[WINDOW]), alpha, x)
         self.buckets.append(stat)
         return stat
 
     def rate_parts(self, node: ex.Node, func: str) -> tuple[str, str]:
         """The (successes, trials) measures of a rate KPI such as ctr = clicks / impressions."""
-        tree = self.catalog[node.name].tree if (
-            isinstance(node, ex.Name) and node.name in self.catalog) else node
+        is_kpi = isinstance(node, ex.Name) and node.name in self.catalog
+        tree = self.catalog[node.name].tree if is_kpi else node
+        if is_kpi and self.catalog[node.name].unit is not KpiUnit.RATIO:
+            tree = None  # cpa = cost / conversions is a ratio of sums, not a rate
         if (isinstance(tree, ex.BinOp) and tree.op == "/" and isinstance(tree.left, ex.Name)
                 and isinstance(tree.right, ex.Name)):
             return tree.left.name, tree.right.name
         raise ex.ExprError(f"{func}() needs a rate: a KPI defined as one measure divided by "
                            "another (ctr, cr, open_rate…)", _pos(node))
+
+
+def _canonical(node: ex.Node | None) -> str:
+    """A node's text without positions, so equal sub-expressions compare equal."""
+    if isinstance(node, ex.Num):
+        return repr(node.value)
+    if isinstance(node, ex.Dur):
+        return node.text
+    if isinstance(node, ex.Name):
+        return node.name
+    if isinstance(node, ex.BinOp):
+        return f"({_canonical(node.left)} {node.op} {_canonical(node.right)})"
+    if isinstance(node, ex.Not | ex.Neg):
+        return f"{type(node).__name__}({_canonical(node.operand)})"
+    if isinstance(node, ex.Call):
+        return f"{node.func}({', '.join(_canonical(a) for a in node.args)})"
+    return ""
 
 
 def _pos(node: ex.Node) -> int:

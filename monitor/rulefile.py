@@ -25,7 +25,7 @@ from pydantic import (
 )
 
 from monitor import expr as ex
-from monitor.compiler import BucketStat, RuleCompiler, Span
+from monitor.compiler import WINDOW, BucketStat, RuleCompiler, Span
 from monitor.durations import Duration
 from monitor.errors import ConfigError, Problem
 from monitor.kpis import Catalog
@@ -282,6 +282,9 @@ def _compile_rule(spec: RuleSpec, group: str, doc: Located, loc: tuple, vocab: V
     clear = compiled.pop((*loc, "resolve"), None)
     first_tree = next(iter(trees.values()))
     names = tuple(dict.fromkeys(n.name for n in _names(first_tree) if n.name not in targets))
+    # The KPIs named are exported over the rule's own window, even inside prev().
+    for name in names:
+        compiler.spans[WINDOW].update(vocab.catalog.expand(ex.Name(name, 0)))
     common = {
         "spec": spec, "group": group, "file": doc.file, "window": spec.window, "value": value,
         "clear": clear, "spans": {k: frozenset(v) for k, v in compiler.spans.items()},
