@@ -2,7 +2,7 @@
 
 Exit codes:
   0  success
-  1  a runtime failure (a store that cannot be opened, a port in use)
+  1  a runtime failure (a store that cannot be opened, a port in use), or failed rule tests
   2  invalid config, rule or template files, or invalid arguments
   130 interrupted
 User errors print ``error: ...`` and never a traceback.
@@ -21,7 +21,7 @@ from monitor.errors import ConfigError, KpimonError
 
 EXIT_CODES = """exit codes:
   0    success
-  1    runtime failure (store, network, port in use)
+  1    runtime failure (store, network, port in use), or a rule test failed
   2    invalid config, rule or template files, or invalid arguments
   130  interrupted"""
 
@@ -51,8 +51,13 @@ def _parser() -> argparse.ArgumentParser:
     ev.add_argument("--no-poll", action="store_true",
                     help="use stored data only (default: also poll sources, without storing)")
 
+    test = sub.add_parser("test", help="run rule unit tests", epilog=EXIT_CODES)
+    test.add_argument("files", nargs="+", metavar="FILE")
+    test.add_argument("--junit", metavar="FILE", help="also write a JUnit XML report")
+
     schema = sub.add_parser("schema", help="print the JSON Schema of the config or rule files")
-    schema.add_argument("kind", choices=["config", "rules"], nargs="?", default="config")
+    schema.add_argument("kind", choices=["config", "rules", "tests"], nargs="?",
+                        default="config")
     return p
 
 
@@ -97,6 +102,8 @@ def cmd_check(args: argparse.Namespace) -> int:
     from monitor.runtime import build
 
     rt = build(load_config(args.config))
+    for warning in rt.rules.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
     print(f"{args.config}: ok: {len(rt.sources)} source(s), {len(rt.rules.rules)} rule(s) in "
           f"{len(rt.rules.groups)} group(s), {len(rt.notifiers)} receiver(s)")
     return 0
@@ -116,11 +123,21 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_test(args: argparse.Namespace) -> int:
+    from monitor.ruletest import run
+
+    failed, report = run(args.files, args.junit)
+    print(report)
+    return 1 if failed else 0
+
+
 def cmd_schema(args: argparse.Namespace) -> int:
     from monitor.config import Config
     from monitor.rulefile import RuleFileSpec
 
-    model = Config if args.kind == "config" else RuleFileSpec
+    from monitor.ruletest import TestFile
+
+    model = {"config": Config, "rules": RuleFileSpec, "tests": TestFile}[args.kind]
     print(json.dumps(model.model_json_schema(by_alias=True), indent=2))
     return 0
 
@@ -134,7 +151,8 @@ def _parse_time(text: str) -> datetime:
     return t if t.tzinfo else t.replace(tzinfo=UTC)
 
 
-COMMANDS = {"run": cmd_run, "check": cmd_check, "eval": cmd_eval, "schema": cmd_schema}
+COMMANDS = {"run": cmd_run, "check": cmd_check, "eval": cmd_eval, "test": cmd_test,
+            "schema": cmd_schema}
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -154,6 +154,9 @@ class Group:
 @dataclass(frozen=True)
 class RuleSet:
     groups: tuple[Group, ...] = ()
+    # Not errors: a rule grouping by a label no configured source has yet simply
+    # has no series (the shipped pack covers channels a user may not feed).
+    warnings: tuple[Problem, ...] = ()
 
     @property
     def rules(self) -> tuple[Rule, ...]:
@@ -189,6 +192,7 @@ def load_rules(paths: list[Path], vocab: Vocabulary, templates) -> RuleSet:
     """Load and compile every rule file; raise one ConfigError listing every problem."""
     groups: list[Group] = []
     problems: list[Problem] = []
+    warnings: list[Problem] = []
     seen: dict[str, str] = {}
     for path in paths:
         try:
@@ -196,14 +200,14 @@ def load_rules(paths: list[Path], vocab: Vocabulary, templates) -> RuleSet:
         except ConfigError as exc:
             problems.extend(exc.problems)
             continue
-        groups.extend(_compile_file(doc, vocab, templates, seen, problems))
+        groups.extend(_compile_file(doc, vocab, templates, seen, problems, warnings))
     if problems:
         raise ConfigError(problems)
-    return RuleSet(tuple(groups))
+    return RuleSet(tuple(groups), tuple(warnings))
 
 
 def _compile_file(doc: Located, vocab: Vocabulary, templates, seen: dict[str, str],
-                  problems: list[Problem]) -> list[Group]:
+                  problems: list[Problem], warnings: list[Problem]) -> list[Group]:
     """Validate group by group and rule by rule, so one bad rule hides no other problem."""
     data = doc.data if doc.data is not None else {}
     try:
@@ -237,6 +241,7 @@ def _compile_file(doc: Located, vocab: Vocabulary, templates, seen: dict[str, st
                                             f"already defined in {seen[rule.alert]}"))
             seen.setdefault(rule.alert, doc.file)
             rules.extend(_compile_rule(rule, group.name, doc, loc, vocab, templates, problems))
+            _check_labels(rule, doc, loc, vocab, warnings)
         groups.append(Group(group.name, doc.file, group.interval, tuple(rules)))
     return groups
 
@@ -340,11 +345,17 @@ def _check_guards(spec: RuleSpec, doc: Located, loc: tuple, vocab: Vocabulary,
         if measure not in vocab.measures:
             problems.append(doc.problem((*loc, "min_volume", measure), f"unknown measure "
                                         f"{measure!r}{ex.suggest(measure, vocab.measures)}"))
-    if vocab.labels is not None:
-        for i, label in enumerate(spec.by):
-            if label not in vocab.labels:
-                problems.append(doc.problem((*loc, "by", i), f"no source has the label "
-                                            f"{label!r}{ex.suggest(label, vocab.labels)}"))
+
+
+def _check_labels(spec: RuleSpec, doc: Located, loc: tuple, vocab: Vocabulary,
+                  warnings: list[Problem]) -> None:
+    if vocab.labels is None:
+        return
+    for i, label in enumerate(spec.by):
+        if label not in vocab.labels:
+            warnings.append(doc.problem((*loc, "by", i), f"no source has the label {label!r} "
+                                        "yet, so the rule has no series"
+                                        f"{ex.suggest(label, vocab.labels)}"))
 
 
 def _annotations(spec: RuleSpec, doc: Located, loc: tuple, templates,

@@ -154,14 +154,16 @@ def test_rule_errors_point_at_the_character_with_suggestions(make_config):
     assert "template:" in text
 
 
-def test_unknown_label_in_by_is_an_error_when_sources_declare_labels(make_config):
+def test_unknown_label_in_by_is_a_warning_with_a_suggestion(make_config):
     path = make_config("""
         sources: [{name: demo, type: demo}]
         rule_files: [rules/*.yaml]
     """, {"r.yaml": RULES_OK.replace("by: [channel]", "by: [chanel]")})
-    with pytest.raises(ConfigError, match="no source has the label 'chanel'; did you mean "
-                                          "'channel'"):
-        build(load_config(path))
+    result = kpimon("check", "-c", str(path))
+    assert result.returncode == 0
+    assert "warning: " in result.stderr
+    assert "r.yaml:7:14: groups[0].rules[0].by[0]: no source has the label 'chanel' yet, " \
+           "so the rule has no series; did you mean 'channel'?" in result.stderr
 
 
 def test_missing_rule_files_are_reported(make_config):
