@@ -72,14 +72,14 @@ def advance(previous: pl.DataFrame, candidates: pl.DataFrame, rules: Sequence[Ru
         "no_data": [r.spec.no_data for r in rules],
     }, schema={"rule": pl.String, "for_us": pl.Int64, "keep_us": pl.Int64,
                "no_data": pl.String})
-    prev = previous.filter(pl.col("rule").is_in(ids))
-    cur = candidates.select(
+    prev = previous.lazy().filter(pl.col("rule").is_in(ids))
+    cur = candidates.lazy().select(
         "rule", "series", (pl.col("active") & pl.col("sufficient")).alias("holds"),
         "clear", pl.col("value").alias("cur_value"),
         pl.col("kpi_values").alias("cur_kpi_values"), pl.lit(True).alias("seen"),
     )
     joined = (prev.join(cur, on=["rule", "series"], how="full", coalesce=True)
-              .join(params, on="rule", how="left")
+              .join(params.lazy(), on="rule", how="left")
               .with_columns(pl.col("seen").fill_null(False),
                             pl.col("state").fill_null(AlertState.INACTIVE).alias("previous")))
     untouched = ~pl.col("seen") & (pl.col("no_data") == "keep_state")
@@ -137,8 +137,10 @@ def advance(previous: pl.DataFrame, candidates: pl.DataFrame, rules: Sequence[Ru
     )
     transitions = out.filter(pl.col("state") != was).select(list(TRANSITION_SCHEMA))
     state_rows = out.filter(pl.col("state") != AlertState.INACTIVE).select(list(STATE_SCHEMA))
-    return Step(pl.concat([kept.cast(STATE_SCHEMA), state_rows.cast(STATE_SCHEMA)]),
-                transitions.cast(TRANSITION_SCHEMA))
+    kept, state_rows, transitions = pl.collect_all([
+        kept.cast(STATE_SCHEMA), state_rows.cast(STATE_SCHEMA),
+        transitions.cast(TRANSITION_SCHEMA)])
+    return Step(pl.concat([kept, state_rows]), transitions)
 
 
 def replace_rules(state: pl.DataFrame, rules: Sequence[str], new: pl.DataFrame) -> pl.DataFrame:

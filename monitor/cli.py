@@ -99,11 +99,18 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_check(args: argparse.Namespace) -> int:
     from monitor.config import load_config
+    from monitor.resources import rules_dir
     from monitor.runtime import build
 
     rt = build(load_config(args.config))
-    for warning in rt.rules.warnings:
+    builtin = str(rules_dir())
+    own = [w for w in rt.rules.warnings if not w.file.startswith(builtin)]
+    for warning in own:
         print(f"warning: {warning}", file=sys.stderr)
+    idle = len(rt.rules.warnings) - len(own)
+    if idle:
+        print(f"note: {idle} rule(s) of the built-in pack group by labels no source has yet "
+              "(they start working when a source provides them)", file=sys.stderr)
     print(f"{args.config}: ok: {len(rt.sources)} source(s), {len(rt.rules.rules)} rule(s) in "
           f"{len(rt.rules.groups)} group(s), {len(rt.notifiers)} receiver(s)")
     return 0
@@ -134,7 +141,6 @@ def cmd_test(args: argparse.Namespace) -> int:
 def cmd_schema(args: argparse.Namespace) -> int:
     from monitor.config import Config
     from monitor.rulefile import RuleFileSpec
-
     from monitor.ruletest import TestFile
 
     model = {"config": Config, "rules": RuleFileSpec, "tests": TestFile}[args.kind]

@@ -144,8 +144,9 @@ def evaluate(rules: Sequence[Rule], frame: pl.DataFrame, now: datetime, tz: Zone
             roots[unit] = (labels, ex.root(unit, labels, ranges))
         except FAILURES as exc:  # e.g. a measure column of the wrong type
             roots[unit] = exc
-    derived: dict[tuple, pl.DataFrame] = {}
-    candidates, kpis, errors = [], [], {}
+    derived: dict[tuple, pl.LazyFrame] = {}
+    plans: list[tuple[Rule, pl.LazyFrame, pl.LazyFrame]] = []
+    errors: dict[str, str] = {}
     for rule in rules:
         try:
             root_or_error = roots[rule.window.unit]
@@ -156,13 +157,10 @@ def evaluate(rules: Sequence[Rule], frame: pl.DataFrame, now: datetime, tz: Zone
                 continue  # no source has these labels yet: no series
             base = _regroup(root, labels, rule.by, derived, rule.window.unit)
             frame_r = _rule_frame(rule, base, plan.windows[rule.id], ex, labels)
-            cand, kpi = _apply(rule, frame_r, catalog)
-            candidates.append(cand)
-            kpis.append(kpi)
+            plans.append((rule, *_apply(rule, frame_r, catalog)))
         except FAILURES as exc:
-            message = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-            log.error("rule %s failed: %s: %s", rule.id, type(exc).__name__, message)
-            errors[rule.id] = f"{type(exc).__name__}: {message}"
+            errors[rule.id] = _failed(rule, exc)
+    candidates, kpis = _collect(plans, errors)
     return Evaluation(
         at=now,
         candidates=pl.concat(candidates) if candidates else pl.DataFrame(
@@ -172,24 +170,51 @@ def evaluate(rules: Sequence[Rule], frame: pl.DataFrame, now: datetime, tz: Zone
     )
 
 
+def _failed(rule: Rule, exc: Exception) -> str:
+    message = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    log.error("rule %s failed: %s: %s", rule.id, type(exc).__name__, message)
+    return f"{type(exc).__name__}: {message}"
+
+
+def _collect(plans: list[tuple[Rule, pl.LazyFrame, pl.LazyFrame]], errors: dict[str, str],
+             ) -> tuple[list[pl.DataFrame], list[pl.DataFrame]]:
+    """Run every rule's plan in one parallel collect; isolate a failing rule if one fails."""
+    try:
+        frames = pl.collect_all([lf for _, cand, kpi in plans for lf in (cand, kpi)])
+        return frames[0::2], frames[1::2]
+    except FAILURES:
+        pass  # find which rules fail; the others still count
+    candidates, kpis = [], []
+    for rule, cand, kpi in plans:
+        try:
+            c, k = pl.collect_all([cand, kpi])
+        except FAILURES as exc:
+            errors[rule.id] = _failed(rule, exc)
+            continue
+        candidates.append(c)
+        kpis.append(k)
+    return candidates, kpis
+
+
 def _regroup(root: pl.DataFrame, labels: list[str], by: tuple[str, ...],
-             cache: dict[tuple, pl.DataFrame], unit: Unit) -> pl.DataFrame:
+             cache: dict[tuple, pl.LazyFrame], unit: Unit) -> pl.LazyFrame:
     """The root regrouped by a rule's labels; rows missing one of them are left out."""
     key = (unit, by)
     if key not in cache:
         sums = [c for c in root.columns if c not in labels]
         if list(by) == labels:
-            grouped = root
+            grouped = root.lazy()
         elif by:
-            grouped = root.group_by(list(by)).agg(nsum(pl.col(c)).alias(c) for c in sums)
+            grouped = root.lazy().group_by(list(by)).agg(nsum(pl.col(c)).alias(c)
+                                                         for c in sums)
         else:
-            grouped = root.select(nsum(pl.col(c)).alias(c) for c in sums)
+            grouped = root.lazy().select(nsum(pl.col(c)).alias(c) for c in sums)
         cache[key] = grouped.drop_nulls(list(by)) if by else grouped
     return cache[key]
 
 
-def _rule_frame(rule: Rule, base: pl.DataFrame, window: tuple[int, int], ex: Executor,
-                labels: list[str]) -> pl.DataFrame:
+def _rule_frame(rule: Rule, base: pl.LazyFrame, window: tuple[int, int], ex: Executor,
+                labels: list[str]) -> pl.LazyFrame:
     """The rule's own columns: measures per span, plus baseline statistics."""
     start, end = window
     renames = [pl.col(_col(m, span.resolve(start, end))).alias(m + span.suffix)
@@ -199,13 +224,13 @@ def _rule_frame(rule: Rule, base: pl.DataFrame, window: tuple[int, int], ex: Exe
     out = base.select(*rule.by, *renames)
     for stat in rule.buckets:
         stats = _bucket_stats(stat, rule, ex, labels, start, end)
-        out = (out.join(stats, on=list(rule.by), how="left", nulls_equal=True) if rule.by
-               else pl.concat([out, stats], how="horizontal"))
+        out = (out.join(stats, on=list(rule.by), how="left") if rule.by
+               else out.join(stats, how="cross"))
     return out
 
 
 def _bucket_stats(stat: BucketStat, rule: Rule, ex: Executor, labels: list[str], start: int,
-                  end: int) -> pl.DataFrame:
+                  end: int) -> pl.LazyFrame:
     """x per window-sized bucket of the history before the window, reduced per series."""
     size = max(end - start, 1)
     count = stat.history // size
@@ -230,16 +255,12 @@ def _bucket_stats(stat: BucketStat, rule: Rule, ex: Executor, labels: list[str],
         .ewm_mean(alpha=stat.alpha, adjust=False).last(),
     }
     aggs = [reducers[s].alias(stat.column(s)) for s in stat.stats]
-    grouped = per_bucket.group_by(by).agg(aggs) if by else per_bucket.select(aggs)
-    result = grouped.collect()
-    if not by and result.height == 0:
-        result = pl.DataFrame({stat.column(s): [None] for s in stat.stats},
-                              schema={stat.column(s): pl.Float64 for s in stat.stats})
-    return result
+    # Without `by`, select() always yields one row (null when there is no history).
+    return per_bucket.group_by(by).agg(aggs) if by else per_bucket.select(aggs)
 
 
-def _apply(rule: Rule, frame: pl.DataFrame, catalog: Catalog,
-           ) -> tuple[pl.DataFrame, pl.DataFrame]:
+def _apply(rule: Rule, frame: pl.LazyFrame, catalog: Catalog,
+           ) -> tuple[pl.LazyFrame, pl.LazyFrame]:
     sufficient = pl.lit(True)
     for measure, minimum in rule.spec.min_volume.items():
         sufficient = sufficient & (pl.col(measure).fill_null(0) >= minimum)
@@ -263,7 +284,7 @@ def _apply(rule: Rule, frame: pl.DataFrame, catalog: Catalog,
                 .unpivot(index=["rule", "series"], on=list(rule.kpis), variable_name="kpi",
                          value_name="value"))
     else:
-        long = pl.DataFrame(schema={"rule": pl.String, "series": pl.String, "kpi": pl.String,
+        long = pl.LazyFrame(schema={"rule": pl.String, "series": pl.String, "kpi": pl.String,
                                     "value": pl.Float64})
     long = long.with_columns(pl.lit(rule.window.label).alias("window"),
                              pl.col("value").cast(pl.Float64))

@@ -97,6 +97,11 @@ BUILTIN: tuple[KPI, ...] = (
        "tactical", "Average position", "Средняя позиция"),
     _k("pages_per_session", "pageviews / sessions", "number", "higher", "tactical",
        "Pages per session", "Глубина просмотра"),
+    # offline
+    _k("promo_activation_rate", "promo_activations / promo_codes_issued", "ratio", "higher",
+       "marketing", "Promo code activation rate", "Доля активированных промокодов"),
+    _k("event_lead_rate", "event_leads / event_visitors", "ratio", "higher", "marketing",
+       "Leads per event visitor", "Лиды на посетителя мероприятия"),
     # product
     _k("retention_d7", "retained_d7 / cohort_users", "ratio", "higher", "business",
        "D7 retention", "Удержание D7"),

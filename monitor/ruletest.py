@@ -63,7 +63,9 @@ class AlertTest(_Strict):
 class TestCase(_Strict):
     name: str = ""
     interval: Duration = Field(default="1d", description="Spacing of input values.")
-    evaluation_interval: Duration = Field(default="1h")
+    evaluation_interval: Duration | None = Field(
+        default=None, description="How often rules are evaluated (besides exactly at every "
+        "eval_time); defaults to the input interval.")
     start: datetime = Field(default=datetime(2026, 1, 5, tzinfo=UTC),
                             description="Period start of the first value.")
     input_series: list[InputSeries] = Field(default_factory=list)
@@ -210,23 +212,22 @@ def _run_case(case: TestCase, frame: pl.DataFrame, rules: RuleSet, tz: ZoneInfo,
     state = alerts.empty_state()
     cache: dict = {}
     failures = []
-    t = case.start
     pending = list(checks)
+    step = case.evaluation_interval or case.interval
     end = checks[-1][0]
-    while t <= end:
-        # Step at the evaluation interval, and exactly at every check time.
+    # Evaluate on the grid start + k * step, and also exactly at every check time.
+    grid = (case.start + k * step for k in range(int((end - case.start) / step) + 2))
+    times = sorted({t for t in grid if t <= end} | {at for at, _ in checks})
+    for t in times:
         result = evaluate(rules.rules, frame, t, tz, catalog, cache)
         healthy = [r for r in rules.rules if r.id not in result.errors]
-        step = alerts.advance(state, result.candidates, healthy, t)
-        state = alerts.replace_rules(state, [r.id for r in healthy], step.state)
+        advanced = alerts.advance(state, result.candidates, healthy, t)
+        state = alerts.replace_rules(state, [r.id for r in healthy], advanced.state)
         while pending and pending[0][0] == t:
             at, check = pending.pop(0)
-            got = _firing(state, views, check.alertname)
-            failure = _compare(check, got, name, at)
+            failure = _compare(check, _firing(state, views, check.alertname), name, at)
             if failure:
                 failures.append(failure)
-        nxt = t + case.evaluation_interval
-        t = min(nxt, pending[0][0]) if pending and pending[0][0] > t else nxt
     return failures
 
 

@@ -111,7 +111,7 @@ class DemoSource:
                         cr = cr * 0.15  # the CPA spike: the audience went stale
                     elif campaign == "video_views":
                         # A clickbait creative: cheap, irrelevant clicks that do not convert.
-                        ctr, cr, cpc = 0.082, 0.0028, 1.2
+                        ctr, cr, cpc = 0.082, 0.0025, 1.2
                 impressions = round(impr * season * _noise(rnd, 0.06))
                 clicks = _binomial(rnd, impressions, ctr)
                 conversions = _binomial(rnd, clicks, cr)
