@@ -51,6 +51,16 @@ def _parser() -> argparse.ArgumentParser:
     ev.add_argument("--no-poll", action="store_true",
                     help="use stored data only (default: also poll sources, without storing)")
 
+    bt = sub.add_parser("backtest", help="replay history: every alert that would have fired",
+                        epilog=EXIT_CODES)
+    bt.add_argument("-c", "--config", required=True)
+    bt.add_argument("--from", dest="start", required=True, help="ISO 8601 time or date")
+    bt.add_argument("--to", dest="end", help="ISO 8601 time or date (default: now)")
+    bt.add_argument("--step", default="1h", help="evaluation step (default 1h)")
+    bt.add_argument("--format", choices=["table", "json"], default="table")
+    bt.add_argument("--no-poll", action="store_true",
+                    help="use stored data only (default: also poll sources, without storing)")
+
     test = sub.add_parser("test", help="run rule unit tests", epilog=EXIT_CODES)
     test.add_argument("files", nargs="+", metavar="FILE")
     test.add_argument("--junit", metavar="FILE", help="also write a JUnit XML report")
@@ -130,6 +140,25 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_backtest(args: argparse.Namespace) -> int:
+    from monitor import backtest
+    from monitor.durations import parse_duration
+
+    end = _parse_time(args.end, "--to") if args.end else datetime.now(UTC)
+    try:
+        step = parse_duration(args.step)
+    except ValueError as exc:
+        raise ConfigError(f"--step: {exc}") from None
+    progress = sys.stderr if sys.stderr.isatty() else None
+    report = backtest.run(args.config, _parse_time(args.start, "--from"), end, step,
+                          poll=not args.no_poll, progress=progress)
+    if args.format == "json":
+        print(json.dumps(report, ensure_ascii=False, indent=2))
+    else:
+        print(backtest.table(report))
+    return 0
+
+
 def cmd_test(args: argparse.Namespace) -> int:
     from monitor.ruletest import run
 
@@ -148,16 +177,17 @@ def cmd_schema(args: argparse.Namespace) -> int:
     return 0
 
 
-def _parse_time(text: str) -> datetime:
+def _parse_time(text: str, option: str = "--at") -> datetime:
     try:
         t = datetime.fromisoformat(text)
     except ValueError:
-        raise ConfigError(f"--at: invalid time {text!r}; use ISO 8601 like "
+        raise ConfigError(f"{option}: invalid time {text!r}; use ISO 8601 like "
                           "2026-03-01T12:00:00+03:00") from None
     return t if t.tzinfo else t.replace(tzinfo=UTC)
 
 
-COMMANDS = {"run": cmd_run, "check": cmd_check, "eval": cmd_eval, "test": cmd_test,
+COMMANDS = {"run": cmd_run, "check": cmd_check, "eval": cmd_eval, "backtest": cmd_backtest,
+            "test": cmd_test,
             "schema": cmd_schema}
 
 if __name__ == "__main__":

@@ -135,6 +135,20 @@ def evaluate(rules: Sequence[Rule], frame: pl.DataFrame, now: datetime, tz: Zone
     plan = _Plan()
     for rule in rules:
         plan.add(rule, now, tz)
+    # On one frame, the result depends only on the rules and their resolved ranges:
+    # evaluations between two polls (or backtest steps inside one day) reuse it.
+    key = ("evaluation", tuple(id(r) for r in rules), tuple(sorted(plan.windows.items())))
+    if cache is not None and key in cache:
+        hit: Evaluation = cache[key]
+        return Evaluation(now, hit.candidates, hit.kpis, dict(hit.errors))
+    result = _evaluate(rules, frame, now, tz, catalog, plan, cache)
+    if cache is not None:
+        cache[key] = result
+    return result
+
+
+def _evaluate(rules: Sequence[Rule], frame: pl.DataFrame, now: datetime, tz: ZoneInfo,
+              catalog: Catalog, plan: _Plan, cache: dict | None) -> Evaluation:
     ex = Executor(frame, tz, cache)
     present = set(frame.columns)
     roots: dict[Unit, tuple[list[str], pl.DataFrame] | Exception] = {}
