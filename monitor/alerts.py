@@ -73,7 +73,14 @@ def advance(previous: pl.DataFrame, candidates: pl.DataFrame, rules: Sequence[Ru
     }, schema={"rule": pl.String, "for_us": pl.Int64, "keep_us": pl.Int64,
                "no_data": pl.String})
     prev = previous.lazy().filter(pl.col("rule").is_in(ids))
-    cur = candidates.lazy().select(
+    # Only series that hold now or had a state matter: most series are quiet,
+    # and the join below should not carry them.
+    cands = candidates.lazy()
+    relevant = pl.concat([
+        cands.filter(pl.col("active") & pl.col("sufficient")),
+        cands.join(prev.select("rule", "series"), on=["rule", "series"], how="semi"),
+    ]).unique(["rule", "series"], keep="first")
+    cur = relevant.select(
         "rule", "series", (pl.col("active") & pl.col("sufficient")).alias("holds"),
         "clear", pl.col("value").alias("cur_value"),
         pl.col("kpi_values").alias("cur_kpi_values"), pl.lit(True).alias("seen"),

@@ -30,9 +30,9 @@ import polars as pl
 
 from monitor.compiler import WINDOW, BucketStat
 from monitor.kpis import Catalog
-from monitor.periods import Unit, period_expr
+from monitor.periods import Unit, period_expr, period_start
 from monitor.rulefile import Rule
-from monitor.sources.base import label_key
+from monitor.sources.base import TS, TS_DTYPE, label_key
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +43,7 @@ CANDIDATE_SCHEMA = {
 KPI_SCHEMA = {"rule": pl.String, "window": pl.String, "kpi": pl.String, "series": pl.String,
               "value": pl.Float64}
 PERIOD = "$period"
+SEGMENT = "$segment"
 # What a rule can fail with at run time: bad data types, not bugs in kpimon.
 FAILURES = (pl.exceptions.PolarsError, ValueError, TypeError, ArithmeticError)
 
@@ -69,6 +70,7 @@ class _Plan:
     ranges: dict[Unit, dict[tuple[int, int], set[str]]] = field(default_factory=dict)
     labels: dict[Unit, set[str]] = field(default_factory=dict)
     windows: dict[str, tuple[int, int]] = field(default_factory=dict)  # rule id -> range
+    bucket_measures: dict[Unit, set[str]] = field(default_factory=dict)
 
     def add(self, rule: Rule, now: datetime, tz: ZoneInfo) -> None:
         unit = rule.window.unit
@@ -79,6 +81,8 @@ class _Plan:
             extra = set(rule.spec.min_volume) if span == WINDOW else set()
             ranges.setdefault(span.resolve(start, end), set()).update(measures | extra)
         self.labels.setdefault(unit, set()).update(rule.by)
+        for stat in rule.buckets:
+            self.bucket_measures.setdefault(unit, set()).update(stat.measures)
 
 
 def _col(measure: str, rng: tuple[int, int]) -> str:
@@ -93,28 +97,61 @@ class Executor:
         self.cache = cache if cache is not None else {}
 
     def with_periods(self, unit: Unit) -> pl.DataFrame:
+        """The frame with each row's period index (computed once per distinct timestamp)."""
         key = ("periods", unit, str(self.tz))
         if key not in self.cache:
-            self.cache[key] = self.frame.with_columns(period_expr(self.tz, unit).alias(PERIOD))
+            stamps = self.frame.select(pl.col(TS).unique()).with_columns(
+                period_expr(self.tz, unit).alias(PERIOD))
+            self.cache[key] = self.frame.join(stamps, on=TS, how="left")
         return self.cache[key]
 
     def root(self, unit: Unit, labels: list[str], ranges: dict[tuple[int, int], set[str]],
              ) -> pl.DataFrame:
-        """Sums of every needed measure over every needed range, by all rule labels."""
-        rows = self.with_periods(unit)
-        lo = min(r[0] for r in ranges)
-        hi = max(r[1] for r in ranges)
+        """Sums of every needed measure over every needed range, by all rule labels.
+
+        The ranges' boundaries cut time into segments; one group-by sums each
+        measure per (labels, segment), and each range is then a sum of whole
+        segments over that much smaller frame. Rows are placed in segments by a
+        binary search on their UTC timestamps: no per-row time-zone arithmetic.
+        """
+        bounds = sorted({period_start(i, self.tz, unit) for rng in ranges for i in rng})
+        edges = pl.Series("edges", bounds, dtype=TS_DTYPE)
+        measures = sorted(set().union(*ranges.values()))
+        present = [m for m in measures if m in self.frame.columns]
+        segment = edges.search_sorted(self.frame[TS], side="right").alias(SEGMENT)
+        # Segment k (1-based) is [edges[k-1], edges[k]); 0 and len(edges) lie outside.
+        rows = (self.frame.lazy().select(*labels, *present).with_columns(segment)
+                .filter(pl.col(SEGMENT).is_between(1, len(bounds) - 1)))
+        keys = [*labels, SEGMENT]
+        per_segment = rows.group_by(keys).agg(nsum(pl.col(m)).alias(m) for m in present)
+        position = {b: i + 1 for i, b in enumerate(bounds)}
         aggs = []
-        for rng, measures in sorted(ranges.items()):
-            inside = pl.col(PERIOD).is_between(rng[0], rng[1], closed="left")
-            for m in sorted(measures):
-                if m in rows.columns:
-                    aggs.append(nsum(pl.col(m).filter(inside)).alias(_col(m, rng)))
-                else:
-                    aggs.append(pl.lit(None, pl.Float64).alias(_col(m, rng)))
-        lf = rows.lazy().filter(pl.col(PERIOD).is_between(lo, hi, closed="left"))
-        lf = lf.group_by(labels).agg(aggs) if labels else lf.select(aggs)
-        return lf.collect()
+        for rng, needed in sorted(ranges.items()):
+            first = position[period_start(rng[0], self.tz, unit)]
+            last = position[period_start(rng[1], self.tz, unit)]
+            inside = pl.col(SEGMENT).is_between(first, last, closed="left")
+            for m in sorted(needed):
+                aggs.append((nsum(pl.col(m).filter(inside)) if m in present
+                             else pl.lit(None, pl.Float64)).alias(_col(m, rng)))
+        out = per_segment.group_by(labels).agg(aggs) if labels else per_segment.select(aggs)
+        return out.collect()
+
+    def one_row_per_period(self, unit: Unit, labels: list[str]) -> bool:
+        """True when no two rows share (labels, period): the per-period sums are the rows.
+
+        The store keys rows by (source, ts, all labels); so with one source, labels
+        covering every label column, and one timestamp per period, rows are unique.
+        """
+        key = ("unique", unit, tuple(labels))
+        if key not in self.cache:
+            stamps = self.with_periods(unit).select(TS, PERIOD).unique()
+            all_labels = {c for c, t in self.frame.schema.items()
+                          if t == pl.String and c not in ("source", "labels")}
+            self.cache[key] = (
+                set(labels) >= all_labels
+                and ("source" not in self.frame.columns or self.frame["source"].n_unique() <= 1)
+                and stamps.height == stamps[PERIOD].n_unique())
+        return self.cache[key]
 
     def bucket_rows(self, unit: Unit, labels: list[str], measures: set[str]) -> pl.DataFrame:
         """Per-period sums by all rule labels (for baselines); independent of ``now``."""
@@ -122,6 +159,11 @@ class Executor:
         if key not in self.cache:
             rows = self.with_periods(unit)
             present = [m for m in sorted(measures) if m in rows.columns]
+            if self.one_row_per_period(unit, labels):
+                self.cache[key] = rows.select(*labels, PERIOD, *present).with_columns(
+                    pl.lit(None, pl.Float64).alias(m) for m in sorted(measures)
+                    if m not in present)
+                return self.cache[key]
             self.cache[key] = (rows.lazy().group_by([*labels, PERIOD])
                                .agg(nsum(pl.col(m)).alias(m) for m in present)
                                .with_columns(pl.lit(None, pl.Float64).alias(m)
@@ -159,7 +201,7 @@ def _evaluate(rules: Sequence[Rule], frame: pl.DataFrame, now: datetime, tz: Zon
         except FAILURES as exc:  # e.g. a measure column of the wrong type
             roots[unit] = exc
     derived: dict[tuple, pl.LazyFrame] = {}
-    plans: list[tuple[Rule, pl.LazyFrame, pl.LazyFrame]] = []
+    plans: list[tuple[Rule, pl.LazyFrame]] = []
     errors: dict[str, str] = {}
     for rule in rules:
         try:
@@ -170,8 +212,9 @@ def _evaluate(rules: Sequence[Rule], frame: pl.DataFrame, now: datetime, tz: Zon
             if not set(rule.by) <= present:
                 continue  # no source has these labels yet: no series
             base = _regroup(root, labels, rule.by, derived, rule.window.unit)
-            frame_r = _rule_frame(rule, base, plan.windows[rule.id], ex, labels)
-            plans.append((rule, *_apply(rule, frame_r, catalog)))
+            frame_r = _rule_frame(rule, base, plan.windows[rule.id], ex, labels,
+                                  plan.bucket_measures.get(rule.window.unit, set()))
+            plans.append((rule, _apply(rule, frame_r, catalog)))
         except FAILURES as exc:
             errors[rule.id] = _failed(rule, exc)
     candidates, kpis = _collect(plans, errors)
@@ -190,23 +233,21 @@ def _failed(rule: Rule, exc: Exception) -> str:
     return f"{type(exc).__name__}: {message}"
 
 
-def _collect(plans: list[tuple[Rule, pl.LazyFrame, pl.LazyFrame]], errors: dict[str, str],
+def _collect(plans: list[tuple[Rule, pl.LazyFrame]], errors: dict[str, str],
              ) -> tuple[list[pl.DataFrame], list[pl.DataFrame]]:
     """Run every rule's plan in one parallel collect; isolate a failing rule if one fails."""
     try:
-        frames = pl.collect_all([lf for _, cand, kpi in plans for lf in (cand, kpi)])
-        return frames[0::2], frames[1::2]
+        outs = list(zip([r for r, _ in plans], pl.collect_all([lf for _, lf in plans]),
+                        strict=True))
     except FAILURES:
-        pass  # find which rules fail; the others still count
-    candidates, kpis = [], []
-    for rule, cand, kpi in plans:
-        try:
-            c, k = pl.collect_all([cand, kpi])
-        except FAILURES as exc:
-            errors[rule.id] = _failed(rule, exc)
-            continue
-        candidates.append(c)
-        kpis.append(k)
+        outs = []
+        for rule, lf in plans:  # find which rules fail; the others still count
+            try:
+                outs.append((rule, lf.collect()))
+            except FAILURES as exc:
+                errors[rule.id] = _failed(rule, exc)
+    candidates = [_candidates(rule, out) for rule, out in outs]
+    kpis = [_kpi_rows(rule, out) for rule, out in outs]
     return candidates, kpis
 
 
@@ -228,7 +269,7 @@ def _regroup(root: pl.DataFrame, labels: list[str], by: tuple[str, ...],
 
 
 def _rule_frame(rule: Rule, base: pl.LazyFrame, window: tuple[int, int], ex: Executor,
-                labels: list[str]) -> pl.LazyFrame:
+                labels: list[str], bucket_measures: set[str]) -> pl.LazyFrame:
     """The rule's own columns: measures per span, plus baseline statistics."""
     start, end = window
     renames = [pl.col(_col(m, span.resolve(start, end))).alias(m + span.suffix)
@@ -237,27 +278,27 @@ def _rule_frame(rule: Rule, base: pl.LazyFrame, window: tuple[int, int], ex: Exe
                                            else set()))]
     out = base.select(*rule.by, *renames)
     for stat in rule.buckets:
-        stats = _bucket_stats(stat, rule, ex, labels, start, end)
+        rows = ex.bucket_rows(rule.window.unit, labels, bucket_measures)
+        stats = _bucket_stats(stat, rule, rows, labels, start, end)
         out = (out.join(stats, on=list(rule.by), how="left") if rule.by
                else out.join(stats, how="cross"))
     return out
 
 
-def _bucket_stats(stat: BucketStat, rule: Rule, ex: Executor, labels: list[str], start: int,
-                  end: int) -> pl.LazyFrame:
+def _bucket_stats(stat: BucketStat, rule: Rule, rows: pl.DataFrame, labels: list[str],
+                  start: int, end: int) -> pl.LazyFrame:
     """x per window-sized bucket of the history before the window, reduced per series."""
     size = max(end - start, 1)
     count = stat.history // size
-    rows = ex.bucket_rows(rule.window.unit, labels, set(stat.measures))
     by = list(rule.by)
     bucket = ((start - 1 - pl.col(PERIOD)) // size).alias("$bucket")
-    per_bucket = (
-        rows.lazy().filter(pl.col(PERIOD).is_between(start - count * size, start,
-                                                     closed="left"))
-        .drop_nulls(by).with_columns(bucket)
-        .group_by([*by, "$bucket"]).agg(nsum(pl.col(m)).alias(m) for m in sorted(stat.measures))
-        .with_columns(stat.x.alias("$x"))
-    )
+    per_bucket = (rows.lazy().select(*by, PERIOD, *sorted(stat.measures))
+                  .filter(pl.col(PERIOD).is_between(start - count * size, start, closed="left"))
+                  .drop_nulls(by).with_columns(bucket))
+    if not (size == 1 and by == labels):  # else the rows already are one per bucket
+        per_bucket = per_bucket.group_by([*by, "$bucket"]).agg(
+            nsum(pl.col(m)).alias(m) for m in sorted(stat.measures))
+    per_bucket = per_bucket.with_columns(stat.x.alias("$x"))
     if "same_weekday" in stat.stats:
         # Buckets whose distance back is a whole number of weeks share the weekday.
         per_bucket = per_bucket.filter(((pl.col("$bucket") + 1) * size) % 7 == 0)
@@ -273,34 +314,36 @@ def _bucket_stats(stat: BucketStat, rule: Rule, ex: Executor, labels: list[str],
     return per_bucket.group_by(by).agg(aggs) if by else per_bucket.select(aggs)
 
 
-def _apply(rule: Rule, frame: pl.LazyFrame, catalog: Catalog,
-           ) -> tuple[pl.LazyFrame, pl.LazyFrame]:
+def _apply(rule: Rule, frame: pl.LazyFrame, catalog: Catalog) -> pl.LazyFrame:
+    """The rule's result per series: value, condition, guard, resolve, and its KPIs."""
     sufficient = pl.lit(True)
     for measure, minimum in rule.spec.min_volume.items():
         sufficient = sufficient & (pl.col(measure).fill_null(0) >= minimum)
     active = rule.condition.fill_null(False)
     clear = (rule.clear.fill_null(False) if rule.clear is not None
              else ~(active & sufficient))
-    kpi_cols = [catalog.column(k).alias(k) for k in rule.kpis]
-    out = frame.select(
+    return frame.select(
         pl.lit(rule.id).alias("rule"),
         label_key(list(rule.by)).alias("series"),
         rule.value.cast(pl.Float64).alias("value"),
         active.alias("active"),
         sufficient.alias("sufficient"),
         clear.alias("clear"),
-        *kpi_cols,
+        *(catalog.column(k).cast(pl.Float64).alias(k) for k in rule.kpis),
     )
-    kpi_values = pl.struct(list(rule.kpis)).struct.json_encode() if rule.kpis else pl.lit("{}")
-    candidates = out.with_columns(kpi_values.alias("kpi_values")).select(list(CANDIDATE_SCHEMA))
-    if rule.kpis:
-        long = (out.select("rule", "series", *rule.kpis)
-                .unpivot(index=["rule", "series"], on=list(rule.kpis), variable_name="kpi",
-                         value_name="value"))
-    else:
-        long = pl.LazyFrame(schema={"rule": pl.String, "series": pl.String, "kpi": pl.String,
-                                    "value": pl.Float64})
-    long = long.with_columns(pl.lit(rule.window.label).alias("window"),
-                             pl.col("value").cast(pl.Float64))
-    return candidates, long.select(list(KPI_SCHEMA))
 
+
+def _candidates(rule: Rule, out: pl.DataFrame) -> pl.DataFrame:
+    values = pl.struct(list(rule.kpis)).struct.json_encode() if rule.kpis else pl.lit("{}")
+    return out.with_columns(values.alias("kpi_values")).select(list(CANDIDATE_SCHEMA))
+
+
+def _kpi_rows(rule: Rule, out: pl.DataFrame) -> pl.DataFrame:
+    """One row per (series, KPI) for the exporter."""
+    if not rule.kpis:
+        return pl.DataFrame(schema=KPI_SCHEMA)
+    return (out.select("rule", "series", *rule.kpis)
+            .unpivot(index=["rule", "series"], on=list(rule.kpis), variable_name="kpi",
+                     value_name="value")
+            .with_columns(pl.lit(rule.window.label).alias("window"))
+            .select(list(KPI_SCHEMA)))
