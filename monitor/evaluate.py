@@ -30,9 +30,9 @@ import polars as pl
 
 from monitor.compiler import WINDOW, BucketStat
 from monitor.kpis import Catalog
-from monitor.periods import Unit, period_expr, period_start
+from monitor.periods import Unit, period_expr
 from monitor.rulefile import Rule
-from monitor.sources.base import TS, TS_DTYPE, label_key
+from monitor.sources.base import TS, label_key
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +70,6 @@ class _Plan:
     ranges: dict[Unit, dict[tuple[int, int], set[str]]] = field(default_factory=dict)
     labels: dict[Unit, set[str]] = field(default_factory=dict)
     windows: dict[str, tuple[int, int]] = field(default_factory=dict)  # rule id -> range
-    bucket_measures: dict[Unit, set[str]] = field(default_factory=dict)
 
     def add(self, rule: Rule, now: datetime, tz: ZoneInfo) -> None:
         unit = rule.window.unit
@@ -81,8 +80,6 @@ class _Plan:
             extra = set(rule.spec.min_volume) if span == WINDOW else set()
             ranges.setdefault(span.resolve(start, end), set()).update(measures | extra)
         self.labels.setdefault(unit, set()).update(rule.by)
-        for stat in rule.buckets:
-            self.bucket_measures.setdefault(unit, set()).update(stat.measures)
 
 
 def _col(measure: str, rng: tuple[int, int]) -> str:
@@ -109,27 +106,26 @@ class Executor:
              ) -> pl.DataFrame:
         """Sums of every needed measure over every needed range, by all rule labels.
 
-        The ranges' boundaries cut time into segments; one group-by sums each
-        measure per (labels, segment), and each range is then a sum of whole
-        segments over that much smaller frame. Rows are placed in segments by a
-        binary search on their UTC timestamps: no per-row time-zone arithmetic.
+        The ranges' boundaries cut the periods into segments; one group-by sums
+        each measure per (labels, segment), and each range is then a sum of whole
+        segments over that much smaller frame.
         """
-        bounds = sorted({period_start(i, self.tz, unit) for rng in ranges for i in rng})
-        edges = pl.Series("edges", bounds, dtype=TS_DTYPE)
+        rows = self.period_rows(unit, labels)
+        bounds = sorted({i for rng in ranges for i in rng})
+        edges = pl.Series("edges", bounds, dtype=pl.Int64)
         measures = sorted(set().union(*ranges.values()))
-        present = [m for m in measures if m in self.frame.columns]
-        segment = edges.search_sorted(self.frame[TS], side="right").alias(SEGMENT)
-        # Segment k (1-based) is [edges[k-1], edges[k]); 0 and len(edges) lie outside.
-        rows = (self.frame.lazy().select(*labels, *present).with_columns(segment)
-                .filter(pl.col(SEGMENT).is_between(1, len(bounds) - 1)))
-        keys = [*labels, SEGMENT]
-        per_segment = rows.group_by(keys).agg(nsum(pl.col(m)).alias(m) for m in present)
+        present = [m for m in measures if m in rows.columns]
+        segment = edges.search_sorted(rows[PERIOD], side="right").alias(SEGMENT)
+        # Segment k (1-based) is [bounds[k-1], bounds[k]); 0 and len(bounds) lie outside.
+        per_segment = (rows.lazy().select(*labels, *present).with_columns(segment)
+                       .filter(pl.col(SEGMENT).is_between(1, len(bounds) - 1))
+                       .group_by([*labels, SEGMENT])
+                       .agg(nsum(pl.col(m)).alias(m) for m in present))
         position = {b: i + 1 for i, b in enumerate(bounds)}
         aggs = []
         for rng, needed in sorted(ranges.items()):
-            first = position[period_start(rng[0], self.tz, unit)]
-            last = position[period_start(rng[1], self.tz, unit)]
-            inside = pl.col(SEGMENT).is_between(first, last, closed="left")
+            inside = pl.col(SEGMENT).is_between(position[rng[0]], position[rng[1]],
+                                                closed="left")
             for m in sorted(needed):
                 aggs.append((nsum(pl.col(m).filter(inside)) if m in present
                              else pl.lit(None, pl.Float64)).alias(_col(m, rng)))
@@ -153,22 +149,18 @@ class Executor:
                 and stamps.height == stamps[PERIOD].n_unique())
         return self.cache[key]
 
-    def bucket_rows(self, unit: Unit, labels: list[str], measures: set[str]) -> pl.DataFrame:
-        """Per-period sums by all rule labels (for baselines); independent of ``now``."""
-        key = ("buckets", unit, tuple(labels), tuple(sorted(measures)))
+    def period_rows(self, unit: Unit, labels: list[str]) -> pl.DataFrame:
+        """Every measure summed per (labels, period): hourly rows become one row a day
+        for day windows. Independent of ``now``, so computed once per frame."""
+        key = ("period_rows", unit, tuple(labels))
         if key not in self.cache:
             rows = self.with_periods(unit)
-            present = [m for m in sorted(measures) if m in rows.columns]
+            measures = [c for c, t in rows.schema.items() if t.is_numeric() and c != PERIOD]
             if self.one_row_per_period(unit, labels):
-                self.cache[key] = rows.select(*labels, PERIOD, *present).with_columns(
-                    pl.lit(None, pl.Float64).alias(m) for m in sorted(measures)
-                    if m not in present)
-                return self.cache[key]
-            self.cache[key] = (rows.lazy().group_by([*labels, PERIOD])
-                               .agg(nsum(pl.col(m)).alias(m) for m in present)
-                               .with_columns(pl.lit(None, pl.Float64).alias(m)
-                                             for m in sorted(measures) if m not in present)
-                               .collect())
+                self.cache[key] = rows.select(*labels, PERIOD, *measures)
+            else:
+                self.cache[key] = (rows.lazy().group_by([*labels, PERIOD])
+                                   .agg(nsum(pl.col(m)).alias(m) for m in measures).collect())
         return self.cache[key]
 
 
@@ -212,8 +204,7 @@ def _evaluate(rules: Sequence[Rule], frame: pl.DataFrame, now: datetime, tz: Zon
             if not set(rule.by) <= present:
                 continue  # no source has these labels yet: no series
             base = _regroup(root, labels, rule.by, derived, rule.window.unit)
-            frame_r = _rule_frame(rule, base, plan.windows[rule.id], ex, labels,
-                                  plan.bucket_measures.get(rule.window.unit, set()))
+            frame_r = _rule_frame(rule, base, plan.windows[rule.id], ex, labels)
             plans.append((rule, _apply(rule, frame_r, catalog)))
         except FAILURES as exc:
             errors[rule.id] = _failed(rule, exc)
@@ -269,7 +260,7 @@ def _regroup(root: pl.DataFrame, labels: list[str], by: tuple[str, ...],
 
 
 def _rule_frame(rule: Rule, base: pl.LazyFrame, window: tuple[int, int], ex: Executor,
-                labels: list[str], bucket_measures: set[str]) -> pl.LazyFrame:
+                labels: list[str]) -> pl.LazyFrame:
     """The rule's own columns: measures per span, plus baseline statistics."""
     start, end = window
     renames = [pl.col(_col(m, span.resolve(start, end))).alias(m + span.suffix)
@@ -278,7 +269,7 @@ def _rule_frame(rule: Rule, base: pl.LazyFrame, window: tuple[int, int], ex: Exe
                                            else set()))]
     out = base.select(*rule.by, *renames)
     for stat in rule.buckets:
-        rows = ex.bucket_rows(rule.window.unit, labels, bucket_measures)
+        rows = ex.period_rows(rule.window.unit, labels)
         stats = _bucket_stats(stat, rule, rows, labels, start, end)
         out = (out.join(stats, on=list(rule.by), how="left") if rule.by
                else out.join(stats, how="cross"))
@@ -292,7 +283,10 @@ def _bucket_stats(stat: BucketStat, rule: Rule, rows: pl.DataFrame, labels: list
     count = stat.history // size
     by = list(rule.by)
     bucket = ((start - 1 - pl.col(PERIOD)) // size).alias("$bucket")
-    per_bucket = (rows.lazy().select(*by, PERIOD, *sorted(stat.measures))
+    present = [m for m in sorted(stat.measures) if m in rows.columns]
+    per_bucket = (rows.lazy().select(*by, PERIOD, *present)
+                  .with_columns(pl.lit(None, pl.Float64).alias(m) for m in sorted(stat.measures)
+                                if m not in present)
                   .filter(pl.col(PERIOD).is_between(start - count * size, start, closed="left"))
                   .drop_nulls(by).with_columns(bucket))
     if not (size == 1 and by == labels):  # else the rows already are one per bucket
@@ -322,28 +316,32 @@ def _apply(rule: Rule, frame: pl.LazyFrame, catalog: Catalog) -> pl.LazyFrame:
     active = rule.condition.fill_null(False)
     clear = (rule.clear.fill_null(False) if rule.clear is not None
              else ~(active & sufficient))
+    # Internal columns start with "$": a measure may well be called "value".
     return frame.select(
-        pl.lit(rule.id).alias("rule"),
-        label_key(list(rule.by)).alias("series"),
-        rule.value.cast(pl.Float64).alias("value"),
-        active.alias("active"),
-        sufficient.alias("sufficient"),
-        clear.alias("clear"),
+        label_key(list(rule.by)).alias("$series"),
+        rule.value.cast(pl.Float64).alias("$value"),
+        active.alias("$active"),
+        sufficient.alias("$sufficient"),
+        clear.alias("$clear"),
         *(catalog.column(k).cast(pl.Float64).alias(k) for k in rule.kpis),
     )
 
 
 def _candidates(rule: Rule, out: pl.DataFrame) -> pl.DataFrame:
     values = pl.struct(list(rule.kpis)).struct.json_encode() if rule.kpis else pl.lit("{}")
-    return out.with_columns(values.alias("kpi_values")).select(list(CANDIDATE_SCHEMA))
+    return out.select(
+        pl.lit(rule.id).alias("rule"), *(pl.col(f"${c}").alias(c) for c in
+                                         ("series", "value", "active", "sufficient", "clear")),
+        values.alias("kpi_values"))
 
 
 def _kpi_rows(rule: Rule, out: pl.DataFrame) -> pl.DataFrame:
     """One row per (series, KPI) for the exporter."""
     if not rule.kpis:
         return pl.DataFrame(schema=KPI_SCHEMA)
-    return (out.select("rule", "series", *rule.kpis)
-            .unpivot(index=["rule", "series"], on=list(rule.kpis), variable_name="kpi",
-                     value_name="value")
-            .with_columns(pl.lit(rule.window.label).alias("window"))
-            .select(list(KPI_SCHEMA)))
+    return (out.select(pl.col("$series").alias("$s"), *rule.kpis)
+            .unpivot(index=["$s"], on=list(rule.kpis), variable_name="$kpi",
+                     value_name="$v")
+            .select(pl.lit(rule.id).alias("rule"), pl.lit(rule.window.label).alias("window"),
+                    pl.col("$kpi").alias("kpi"), pl.col("$s").alias("series"),
+                    pl.col("$v").alias("value")))

@@ -147,17 +147,22 @@ def test_a_broken_csv_keeps_stored_data_and_the_alert(setup):
 
 
 def test_a_rule_that_fails_at_run_time_is_isolated(setup, tmp_path):
+    import dataclasses
+
+    import polars as pl
+
     config, _, _ = setup
     app = Instance(config)
     app.cycle(NOW)
-    # A corrupt window column: the rule errors, is reported, and nothing crashes.
-    import polars as pl
-    app.live.window = type(app.live.window)(
-        app.live.window.frame.with_columns(pl.col("cost").cast(pl.String)))
     [group] = app.rt.rules.groups
+    [rule] = group.rules
+    # A rule whose expression fails inside polars, next to a healthy copy of it.
+    broken = dataclasses.replace(rule, id="Broken", condition=pl.col("no_such") > 1)
+    group = dataclasses.replace(group, rules=(rule, broken))
     result = evaluate_group(group, app.rt, app.store, app.live, NOW + timedelta(minutes=1))
-    assert "CPAHigh" in result.evaluation.errors
-    assert app.live.alert_state["state"].to_list() == ["pending"], "state kept on error"
+    assert set(result.evaluation.errors) == {"Broken"}
+    assert "ColumnNotFoundError" in result.evaluation.errors["Broken"]
+    assert app.live.alert_state["state"].to_list() == ["pending"], "the healthy rule went on"
 
 
 def test_metrics_show_the_failing_source_down_and_the_kpis(setup):
