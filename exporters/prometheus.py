@@ -12,12 +12,14 @@ import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
+import polars as pl
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily, InfoMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from monitor import __version__
 from monitor.alerts import AlertState
+from monitor.health import with_source_rule
 
 CACHED = " Cached: computed by the last evaluation, not at scrape time."
 
@@ -72,7 +74,7 @@ class KpimonCollector(Collector):
                         + CACHED, "gauge")
         since = Metric("kpimon_alerts_active_since_timestamp_seconds",
                        "When each pending or firing alert became active." + CACHED, "gauge")
-        rules = {r.id: r for r in runtime.rules.rules}
+        rules = {r.id: r for r in with_source_rule(runtime.rules).rules}
         rows = live.alert_state.filter(
             live.alert_state["state"].is_in([AlertState.PENDING, AlertState.FIRING]))
         for rule, series, state, active_at in rows.select(
@@ -122,6 +124,10 @@ class KpimonCollector(Collector):
                                      labels=["group"])
         at = GaugeMetricFamily("kpimon_rule_group_last_evaluation_timestamp_seconds",
                                "Time of the group's last evaluation.", labels=["group"])
+        series = GaugeMetricFamily(
+            "kpimon_rule_series", "Series per rule by status in the last evaluation: "
+            "holding (condition true), ok, or insufficient (below min_volume: not enough "
+            "data yet)." + CACHED, labels=["rule", "status"])
         for group in runtime.rules.groups:
             result = live.groups.get(group.name)
             if result is None:
@@ -131,7 +137,17 @@ class KpimonCollector(Collector):
             for rule in group.rules:
                 health.add_metric([rule.id, group.name],
                                   0 if rule.id in result.evaluation.errors else 1)
-        yield from (health, duration, at)
+            for rule, status, count in series_counts(result.evaluation.candidates):
+                series.add_metric([rule, status], count)
+        yield from (health, duration, at, series)
+
+
+def series_counts(candidates: pl.DataFrame) -> list[tuple[str, str, int]]:
+    """(rule, status, count) with status holding, ok or insufficient."""
+    status = (pl.when(~pl.col("sufficient")).then(pl.lit("insufficient"))
+              .when(pl.col("active")).then(pl.lit("holding")).otherwise(pl.lit("ok")))
+    counted = candidates.group_by("rule", status.alias("status")).len().sort("rule", "status")
+    return [(r, s, n) for r, s, n in counted.iter_rows()]
 
 
 @dataclass(frozen=True)

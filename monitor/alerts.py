@@ -75,7 +75,7 @@ def advance(previous: pl.DataFrame, candidates: pl.DataFrame, rules: Sequence[Ru
     prev = previous.lazy().filter(pl.col("rule").is_in(ids))
     # Only series that hold now or had a state matter: most series are quiet,
     # and the join below should not carry them.
-    cands = candidates.lazy()
+    cands = candidates.lazy().filter(pl.col("rule").is_in(ids))
     relevant = pl.concat([
         cands.filter(pl.col("active") & pl.col("sufficient")),
         cands.join(prev.select("rule", "series"), on=["rule", "series"], how="semi"),

@@ -16,10 +16,10 @@ from datetime import datetime, timedelta
 
 import polars as pl
 
-from monitor import alerts, dispatch
+from monitor import alerts, dispatch, health
 from monitor.errors import KpimonError
 from monitor.evaluate import Evaluation, evaluate
-from monitor.rulefile import Group
+from monitor.rulefile import Group, Rule
 from monitor.runtime import Runtime
 from monitor.sources.base import poll_range
 from monitor.store import Store
@@ -120,30 +120,48 @@ def evaluate_group(group: Group, runtime: Runtime, store: Store, live: LiveState
                    now: datetime) -> GroupResult:
     """Evaluate a group's rules, advance their alerts, persist and enqueue in one transaction."""
     t0 = time.perf_counter()
-    cfg = runtime.config
     window = live.window
     result = evaluate(group.rules, window.frame, now, runtime.tz, runtime.catalog,
                       window.cache)
-    healthy = [r for r in group.rules if r.id not in result.errors]
-    step = alerts.advance(live.alert_state, result.candidates, healthy, now)
-    views = dispatch.AlertViews(runtime.rules, runtime.catalog, cfg.global_.external_url)
+    frozen = health.rules_on_failing_sources(
+        group.rules, health.failing_sources(live.sources),
+        {name: frozenset(s.measures) for name, s in runtime.sources.items()})
+    advancing = [r for r in group.rules if r.id not in result.errors and r.id not in frozen]
+    step = _advance_and_commit(advancing, result.candidates, runtime, store, live, now)
+    res = GroupResult(result, time.perf_counter() - t0, step.transitions.height)
+    with live.lock:
+        live.groups = {**live.groups, group.name: res}
+    return res
+
+
+def evaluate_sources(runtime: Runtime, store: Store, live: LiveState, now: datetime) -> int:
+    """Advance the built-in source alerts; returns how many changed state."""
+    intervals = {name: s.config.interval.total_seconds() for name, s in runtime.sources.items()}
+    candidates = health.source_candidates(live.sources, intervals, now)
+    step = _advance_and_commit([health.source_rule()], candidates, runtime, store, live, now)
+    return step.transitions.height
+
+
+def _advance_and_commit(rules: list[Rule], candidates: pl.DataFrame, runtime: Runtime,
+                        store: Store, live: LiveState, now: datetime) -> alerts.Step:
+    cfg = runtime.config
+    step = alerts.advance(live.alert_state, candidates, rules, now)
+    views = dispatch.AlertViews(health.with_source_rule(runtime.rules), runtime.catalog,
+                                cfg.global_.external_url)
     send_resolved = {r.name: r.send_resolved for r in cfg.receivers}
     out = dispatch.outgoing(step.transitions, step.state, views, cfg.route, send_resolved,
                             cfg.repeat_interval, now)
     new_state = dispatch.mark_notified(step.state, out.notified, now)
-    names = [r.id for r in healthy]
+    ids = [r.id for r in rules]
     with store.transaction() as conn:
-        store.replace_alert_state(names, new_state, conn)
+        store.replace_alert_state(ids, new_state, conn)
         store.enqueue(out.messages, now, conn)
-    duration = time.perf_counter() - t0
-    res = GroupResult(result, duration, step.transitions.height)
     with live.lock:
-        live.alert_state = alerts.replace_rules(live.alert_state, names, new_state)
-        live.groups = {**live.groups, group.name: res}
+        live.alert_state = alerts.replace_rules(live.alert_state, ids, new_state)
     for row in step.transitions.iter_rows(named=True):
         log.info("alert %s %s: %s -> %s (value %s)", row["rule"], row["series"],
                  row["previous"], row["state"], _short(row["value"]))
-    return res
+    return step
 
 
 def _short(value: float | None) -> str:

@@ -23,7 +23,13 @@ from prometheus_client import CollectorRegistry
 
 from exporters.prometheus import KpimonCollector, Views, daemon_metrics
 from monitor.config import load_config
-from monitor.cycle import WINDOW_MARGIN, LiveState, evaluate_group, poll_source
+from monitor.cycle import (
+    WINDOW_MARGIN,
+    LiveState,
+    evaluate_group,
+    evaluate_sources,
+    poll_source,
+)
 from monitor.errors import ConfigError
 from monitor.outbox import Sender
 from monitor.runtime import Runtime, build
@@ -96,6 +102,9 @@ class Daemon:
                                    next_run_time=first, replace_existing=True)
         self.scheduler.add_job(self._send, "interval", id="send", seconds=1,
                                replace_existing=True)
+        self.scheduler.add_job(self._check_sources, "interval", id="eval:sources",
+                               seconds=default.total_seconds(),
+                               next_run_time=now + first_eval_delay, replace_existing=True)
         self.scheduler.add_job(self._trim, "interval", id="trim", minutes=10,
                                replace_existing=True)
 
@@ -111,6 +120,9 @@ class Daemon:
         now = aligned(self.clock(), origin, interval)
         result = evaluate_group(group, self.runtime, self.store, self.live, now)
         self.metrics.evaluation_seconds.labels(group_name).observe(result.duration)
+
+    def _check_sources(self) -> None:
+        evaluate_sources(self.runtime, self.store, self.live, self.clock())
 
     def _send(self) -> None:
         self.sender.drain(self.clock())

@@ -20,9 +20,11 @@ from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 from prometheus_client import CollectorRegistry, make_wsgi_app
 
+from exporters.prometheus import series_counts
 from monitor import __version__
 from monitor.dispatch import AlertViews
 from monitor.durations import format_duration
+from monitor.health import with_source_rule
 
 log = logging.getLogger("kpimon.http")
 
@@ -82,8 +84,9 @@ class App:
 
     def alerts(self) -> dict[str, Any]:
         live, runtime = self.ctx.live(), self.ctx.runtime()
-        views = AlertViews(runtime.rules, runtime.catalog, runtime.config.global_.external_url)
-        known = {r.id for r in runtime.rules.rules}
+        rules = with_source_rule(runtime.rules)
+        views = AlertViews(rules, runtime.catalog, runtime.config.global_.external_url)
+        known = {r.id for r in rules.rules}
         rows = live.alert_state.filter(live.alert_state["rule"].is_in(list(known)))
         out = []
         for row in rows.sort("active_at", descending=True).iter_rows(named=True):
@@ -100,6 +103,10 @@ class App:
         for g in runtime.rules.groups:
             result = live.groups.get(g.name)
             errors = result.evaluation.errors if result else {}
+            series: dict[str, dict[str, int]] = {}
+            if result:
+                for rule, status, n in series_counts(result.evaluation.candidates):
+                    series.setdefault(rule, {})[status] = n
             groups.append({
                 "name": g.name, "file": g.file,
                 "lastEvaluation": result.evaluation.at.isoformat() if result else None,
@@ -113,6 +120,7 @@ class App:
                     "lastError": errors.get(r.id, ""),
                     "pending": counts.get((r.id, "pending"), 0),
                     "firing": counts.get((r.id, "firing"), 0),
+                    "series": series.get(r.id, {}),
                 } for r in g.rules],
             })
         return {"groups": groups}

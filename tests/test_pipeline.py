@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from monitor.config import load_config
-from monitor.cycle import LiveState, evaluate_group, poll_source
+from monitor.cycle import LiveState, evaluate_group, evaluate_sources, poll_source
 from monitor.outbox import Sender
 from monitor.runtime import build
 from monitor.store import Store
@@ -34,6 +34,7 @@ class Instance:
             poll_source(name, self.rt, self.store, self.live, at)
         for group in self.rt.rules.groups:
             evaluate_group(group, self.rt, self.store, self.live, at)
+        evaluate_sources(self.rt, self.store, self.live, at)
         if send:
             self.sender.drain(at)
 
@@ -141,9 +142,10 @@ def test_a_broken_csv_keeps_stored_data_and_the_alert(setup):
     app.cycle(NOW + timedelta(minutes=20))
     health = app.live.sources["ads"]
     assert not health.up and "missing column(s) conversions" in health.last_error
-    assert app.live.alert_state["state"].to_list() == ["firing"]
+    states = dict(app.live.alert_state.select("rule", "state").iter_rows())
+    assert states == {"CPAHigh": "firing", "KpimonSourceDown": "firing"}
     assert app.store.load_observations(NOW - timedelta(days=3)).height == 2
-    assert len(messages(server)) == 1
+    assert len(messages(server)) == 2  # CPAHigh once, and the source alert
 
 
 def test_a_rule_that_fails_at_run_time_is_isolated(setup, tmp_path):
@@ -192,3 +194,44 @@ def test_metrics_show_the_failing_source_down_and_the_kpis(setup):
     assert kpi == {"brand": 1000.0, "search": 100.0}, "stored data still evaluated"
     alert = families["kpimon_alerts"].samples[0]
     assert alert.labels["alertname"] == "CPAHigh" and alert.labels["alertstate"] == "pending"
+    series = {(s.labels["rule"], s.labels["status"]): s.value
+              for s in families["kpimon_rule_series"].samples}
+    # brand holds (CPA 1000); search (CPA 100) is fine.
+    assert series == {("CPAHigh", "holding"): 1.0, ("CPAHigh", "ok"): 1.0}
+
+
+def test_a_failing_source_raises_a_source_alert_and_freezes_its_rules(setup):
+    config, csv, server = setup
+    app = Instance(config)
+    app.cycle(NOW)
+    app.cycle(NOW + timedelta(minutes=10))  # CPAHigh firing
+    good = csv.read_text()
+    # The export is broken AND the stored numbers would now clear the alert: the
+    # rule must keep its state rather than resolve on data it cannot trust.
+    csv.write_text("date,campaign,cost\n2026-03-12,brand,1000\n")
+    app.live.window = type(app.live.window)(app.live.window.frame.with_columns(
+        conversions=app.live.window.frame["conversions"] * 10))
+    app.cycle(NOW + timedelta(minutes=20))
+    states = dict(app.live.alert_state.select("rule", "state").iter_rows())
+    assert states == {"CPAHigh": "firing", "KpimonSourceDown": "firing"}
+    texts = messages(server)
+    assert len(texts) == 2 and "Source ads is failing" in texts[1]
+    assert "missing column(s) conversions" in texts[1]
+    csv.write_text(good)
+    app.cycle(NOW + timedelta(minutes=30))
+    states = dict(app.live.alert_state.select("rule", "state").iter_rows())
+    assert states["KpimonSourceDown"] == "resolved"
+    assert "Resolved" in messages(server)[-1]
+
+
+def test_a_stale_source_is_an_alert_too(setup):
+    config, _, server = setup
+    app = Instance(config)
+    app.cycle(NOW)
+    # No poll for longer than three intervals (5 minutes each by default).
+    from monitor.cycle import evaluate_sources as check
+    check(app.rt, app.store, app.live, NOW + timedelta(minutes=16))
+    states = dict(app.live.alert_state.select("rule", "state").iter_rows())
+    assert states["KpimonSourceDown"] == "firing"
+    app.sender.drain(NOW + timedelta(minutes=16))
+    assert "no successful poll for 960 s" in messages(server)[-1]
