@@ -21,9 +21,11 @@ import polars as pl
 
 from monitor import backtest
 
+# Each rule also has keep_firing_for: 6h, so one burst is one alert, not a flap.
 RULES = {
     "zscore": "zscore(value, 3d) > 3.5",
     "zscore_2sided": "abs(zscore(value, 3d)) > 3.5",
+    "zscore7_5": "abs(zscore(value, 7d)) > 5",
     "baseline_x2": "value > 2 * baseline(value, 3d) and value > 1.5 * prev(value, 1d)",
 }
 
@@ -33,7 +35,8 @@ def run_one(csv: Path, workdir: Path) -> dict[str, list[datetime]]:
     rules = "".join(f"""
               - alert: {name}
                 expr: "{expr}"
-                over: 1h""" for name, expr in RULES.items())
+                over: 1h
+                keep_firing_for: 6h""" for name, expr in RULES.items())
     (workdir / "rules.yaml").write_text(textwrap.dedent("""
         groups:
           - name: nab

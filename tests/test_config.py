@@ -200,3 +200,12 @@ def test_nothing_secret_in_the_repository():
         if name.endswith((".yaml", ".yml", ".env")):
             text = (ROOT / name).read_text(encoding="utf-8")
             assert "hooks.slack.com/services/" not in text, name
+
+
+def test_committed_editor_schemas_are_current():
+    import json
+
+    for kind in ("config", "rules", "tests"):
+        generated = json.loads(kpimon("schema", kind).stdout)
+        committed = json.loads((ROOT / "docs" / "schema" / f"{kind}.schema.json").read_text())
+        assert generated == committed, f"run: kpimon schema {kind} > docs/schema/{kind}.schema.json"
