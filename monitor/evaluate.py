@@ -93,14 +93,19 @@ class Executor:
         self.frame, self.tz = frame, tz
         self.cache = cache if cache is not None else {}
 
-    def with_periods(self, unit: Unit) -> pl.DataFrame:
-        """The frame with each row's period index (computed once per distinct timestamp)."""
-        key = ("periods", unit, str(self.tz))
+    def stamps(self, unit: Unit) -> pl.DataFrame:
+        """Each distinct timestamp with its period index (few: one per poll period)."""
+        key = ("stamps", unit, str(self.tz))
         if key not in self.cache:
-            stamps = self.frame.select(pl.col(TS).unique()).with_columns(
+            self.cache[key] = self.frame.select(pl.col(TS).unique()).with_columns(
                 period_expr(self.tz, unit).alias(PERIOD))
-            self.cache[key] = self.frame.join(stamps, on=TS, how="left")
         return self.cache[key]
+
+    def period_of_rows(self, unit: Unit) -> pl.Expr:
+        """The period index of every row, by lookup rather than time-zone arithmetic."""
+        stamps = self.stamps(unit)
+        return pl.col(TS).replace_strict(stamps[TS], stamps[PERIOD],
+                                         return_dtype=pl.Int64).alias(PERIOD)
 
     def root(self, unit: Unit, labels: list[str], ranges: dict[tuple[int, int], set[str]],
              ) -> pl.DataFrame:
@@ -140,7 +145,7 @@ class Executor:
         """
         key = ("unique", unit, tuple(labels))
         if key not in self.cache:
-            stamps = self.with_periods(unit).select(TS, PERIOD).unique()
+            stamps = self.stamps(unit)
             all_labels = {c for c, t in self.frame.schema.items()
                           if t == pl.String and c not in ("source", "labels")}
             self.cache[key] = (
@@ -154,13 +159,12 @@ class Executor:
         for day windows. Independent of ``now``, so computed once per frame."""
         key = ("period_rows", unit, tuple(labels))
         if key not in self.cache:
-            rows = self.with_periods(unit)
-            measures = [c for c, t in rows.schema.items() if t.is_numeric() and c != PERIOD]
-            if self.one_row_per_period(unit, labels):
-                self.cache[key] = rows.select(*labels, PERIOD, *measures)
-            else:
-                self.cache[key] = (rows.lazy().group_by([*labels, PERIOD])
-                                   .agg(nsum(pl.col(m)).alias(m) for m in measures).collect())
+            measures = [c for c, t in self.frame.schema.items() if t.is_numeric()]
+            rows = self.frame.lazy().select(*labels, self.period_of_rows(unit), *measures)
+            if not self.one_row_per_period(unit, labels):
+                rows = rows.group_by([*labels, PERIOD]).agg(nsum(pl.col(m)).alias(m)
+                                                            for m in measures)
+            self.cache[key] = rows.collect()
         return self.cache[key]
 
 

@@ -235,3 +235,16 @@ def test_a_stale_source_is_an_alert_too(setup):
     assert states["KpimonSourceDown"] == "firing"
     app.sender.drain(NOW + timedelta(minutes=16))
     assert "no successful poll for 960 s" in messages(server)[-1]
+
+
+def test_pending_time_survives_a_restart(setup):
+    config, _, server = setup
+    app = Instance(config)
+    app.cycle(NOW)  # pending since NOW; for: 10m
+    app.stop()
+    app = Instance(config)
+    app.cycle(NOW + timedelta(minutes=5))
+    assert app.live.alert_state["state"].to_list() == ["pending"]
+    app.cycle(NOW + timedelta(minutes=10))  # 10 minutes after the first, not the restart
+    assert app.live.alert_state["state"].to_list() == ["firing"]
+    assert len(messages(server)) == 1
