@@ -9,7 +9,6 @@ before a rule file is committed.
 
 from __future__ import annotations
 
-import sys
 from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -24,11 +23,10 @@ from monitor.cycle import WINDOW_MARGIN
 from monitor.errors import KpimonError
 from monitor.evaluate import evaluate
 from monitor.expr import COMPARISONS, BinOp, walk
+from monitor.history import load_history
 from monitor.rulefile import Rule
 from monitor.runtime import build
-from monitor.sources.base import TS
-from monitor.store import Store, from_micros
-from monitor.window import Window
+from monitor.store import from_micros
 
 
 @dataclass
@@ -61,20 +59,7 @@ def direction(rule: Rule) -> int:
 
 def history(config: str, start: datetime, end: datetime, poll: bool):
     rt = build(load_config(config), clock=lambda: end)
-    since = start - rt.rules.longest_window - WINDOW_MARGIN
-    store = Store(rt.config.store.url, rt.loaded.base_dir)
-    try:
-        frame = store.load_observations(since)
-    finally:
-        store.close()
-    window = Window(frame) if frame.height else Window.empty()
-    if poll:
-        for name, source in rt.sources.items():
-            try:
-                window = window.merge(name, source.poll(since, end))
-            except KpimonError as exc:
-                print(f"warning: source {name}: {exc} (using stored data)", file=sys.stderr)
-    return rt, window.frame.filter(pl.col(TS) < end)
+    return rt, load_history(rt, start - rt.rules.longest_window - WINDOW_MARGIN, end, poll)
 
 
 def run(config: str, start: datetime, end: datetime, step: timedelta, poll: bool = True,

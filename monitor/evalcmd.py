@@ -19,10 +19,8 @@ from monitor.config import load_config
 from monitor.cycle import WINDOW_MARGIN
 from monitor.errors import KpimonError
 from monitor.evaluate import evaluate
+from monitor.history import load_history
 from monitor.runtime import build
-from monitor.sources.base import poll_range
-from monitor.store import Store
-from monitor.window import Window
 
 log = logging.getLogger("kpimon.eval")
 
@@ -33,22 +31,8 @@ def run_eval(config_path: str, at: datetime, rule: str | None = None,
     rules = [r for r in rt.rules.rules if rule is None or rule in (r.name, r.id)]
     if rule and not rules:
         raise KpimonError(f"no rule named {rule!r}")
-    store = Store(rt.config.store.url, rt.loaded.base_dir)
-    since = at - rt.rules.longest_window - WINDOW_MARGIN
-    try:
-        frame = store.load_observations(since)
-    finally:
-        store.close()
-    window = Window(frame) if frame.height else Window.empty()
-    if poll:
-        for name, source in rt.sources.items():
-            start, end = poll_range(at, source.config.lookback, None,
-                                    rt.rules.longest_window + WINDOW_MARGIN)
-            try:
-                window = window.merge(name, source.poll(start, end))
-            except KpimonError as exc:
-                log.error("source %s: %s (using stored data)", name, exc)
-    result = evaluate(rules, window.frame, at, rt.tz, rt.catalog)
+    frame = load_history(rt, at - rt.rules.longest_window - WINDOW_MARGIN, at, poll)
+    result = evaluate(rules, frame, at, rt.tz, rt.catalog)
     rows = []
     for r in result.candidates.sort("rule", "series").iter_rows(named=True):
         status = ("firing" if r["active"] and r["sufficient"] else
