@@ -2,8 +2,9 @@
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
+SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: run test lint bench check clean
+.PHONY: run test lint bench check clean system-deps
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -24,12 +25,20 @@ run: $(VENV)/.installed
 check: $(VENV)/.installed
 	$(BIN)/kpimon check -c config.example.yaml
 
-test: $(VENV)/.installed-dev
+# The suite runs the real Prometheus and promtool (Debian's package).
+system-deps:
+	@command -v prometheus >/dev/null && command -v promtool >/dev/null || { \
+	  $(SUDO) apt-get update -q && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q --no-install-recommends \
+	    prometheus; }
+
+test: $(VENV)/.installed-dev system-deps
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -q
 
 bench: $(VENV)/.installed-dev
 	$(BIN)/python -m bench
+	$(BIN)/python -m bench.nab
 
 clean:
 	rm -rf $(VENV) var build *.egg-info

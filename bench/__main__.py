@@ -1,6 +1,7 @@
 """Benchmarks of the rule engine (see README "Performance").
 
     python -m bench eval       one cycle of the default rule pack, 100,000 series x 56 days
+    python -m bench exporter   /metrics with 100,000 KPI series: build and scrape
     python -m bench backtest   90 days of hourly data x 10,000 series
     python -m bench all
 
@@ -88,6 +89,41 @@ def bench_eval(series: int = 100_000, days: int = 56) -> None:
     print(f"  peak RSS: {peak_rss_mb():,.0f} MB")
 
 
+def bench_exporter(series: int = 100_000, days: int = 56) -> None:
+    """Build /metrics for 100,000 KPI series, then time scrapes of the built bytes."""
+    import threading
+    import urllib.request
+
+    from prometheus_client import CollectorRegistry
+
+    from exporters.exposition import Exposition
+    from monitor.server import ApiContext, App, HttpServer
+
+    catalog, rules = default_pack()
+    frame = ads(series, days, BENCH_NOW.replace(hour=0) - timedelta(hours=3))
+    cpa = [r for r in rules.rules if r.id == "CPAAboveTarget/warning"]
+    kpis = evaluate(cpa, frame, BENCH_NOW, TZ, catalog, {}).kpis
+    exposition = Exposition(CollectorRegistry())
+    build, payload = timed(lambda: exposition.rebuild(kpis), 3)
+    print(f"exporter: {payload.series:,} KPI series; build once per cycle {build:.3f} s; "
+          f"{len(payload.plain) / 1e6:.1f} MB plain, {len(payload.gzipped) / 1e6:.1f} MB gzip")
+    ctx = ApiContext(live=lambda: None, runtime=lambda: None, ready=lambda: True,
+                     reload=lambda: None, metrics=lambda: exposition.payload)
+    server = HttpServer("127.0.0.1", 0, App(ctx))
+    threading.Thread(target=server.server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.port}/metrics"
+
+    def scrape(gz: bool) -> int:
+        req = urllib.request.Request(url, headers={"Accept-Encoding": "gzip"} if gz else {})
+        with urllib.request.urlopen(req) as resp:
+            return len(resp.read())
+    for gz in (False, True):
+        seconds, _ = timed(lambda gz=gz: scrape(gz), 10)
+        print(f"  scrape ({'gzip' if gz else 'plain'}): {seconds * 1000:.1f} ms median of 10")
+    server.stop()
+    print(f"  peak RSS: {peak_rss_mb():,.0f} MB")
+
+
 def bench_backtest(series: int = 10_000, days: int = 90) -> None:
     catalog, rules = default_pack()
     end = BENCH_NOW.replace(hour=0)
@@ -114,5 +150,7 @@ if __name__ == "__main__":
     print(f"polars {pl.__version__}, {pl.thread_pool_size()} threads")
     if which in ("eval", "all"):
         bench_eval()
+    if which in ("exporter", "all"):
+        bench_exporter()
     if which in ("backtest", "all"):
         bench_backtest()

@@ -1,9 +1,9 @@
-"""Prometheus exposition of KPIs, alert state and kpimon's own health.
+"""Prometheus metrics of alert state and kpimon's own health (KPIs: exposition.py).
 
-A custom collector reads the daemon's latest immutable values on each scrape:
-a scrape never triggers a poll or an evaluation and never waits for one. The
-values are the ones computed by the last evaluation cycle, which HELP says.
-Everything lives in an injected registry, never the global one.
+A custom collector reads the daemon's latest immutable values when the
+exposition is built, once per cycle; the values are the ones computed by the
+last evaluation, which HELP says. Everything lives in an injected registry,
+never the global one.
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ class Views:
     live: Callable[[], object]  # -> monitor.cycle.LiveState
     runtime: Callable[[], object]  # -> monitor.runtime.Runtime
     outbox_counts: Callable[[], dict[str, int]]
+    dropped: Callable[[], dict[str, int]] = dict  # rule -> KPI series over the limits
 
 
 class KpimonCollector(Collector):
@@ -43,7 +44,6 @@ class KpimonCollector(Collector):
 
     def collect(self) -> Iterator[Metric]:
         live, runtime = self.views.live(), self.views.runtime()
-        yield from self._kpis(live)
         yield from self._alerts(live, runtime)
         yield from self._sources(live)
         yield from self._rules(live, runtime)
@@ -54,20 +54,16 @@ class KpimonCollector(Collector):
         for status in ("pending", "sent", "dead"):
             outbox.add_metric([status], counts.get(status, 0))
         yield outbox
+        dropped = GaugeMetricFamily("kpimon_exporter_series_dropped", "KPI series not "
+                                    "exported by the last build because of the cardinality "
+                                    "limits (server.max_series_per_rule, server.max_series).",
+                                    labels=["rule"])
+        for rule, n in sorted(self.views.dropped().items()):
+            dropped.add_metric([rule], n)
+        yield dropped
         info = InfoMetricFamily("kpimon_build", "kpimon version.")
         info.add_metric([], {"version": __version__})
         yield info
-
-    def _kpis(self, live) -> Iterator[Metric]:
-        kpi = Metric("kpimon_kpi_value", "KPI value per rule series: ratio of sums over the "
-                     "rule's window (ratios as 0-1, money in global.currency)." + CACHED,
-                     "gauge")
-        for result in live.groups.values():
-            frame = result.evaluation.kpis.drop_nulls("value")
-            for rule, window, name, series, value in frame.iter_rows():
-                labels = {"rule": rule, "kpi": name, "window": window, **json.loads(series)}
-                kpi.add_sample("kpimon_kpi_value", labels, value)
-        yield kpi
 
     def _alerts(self, live, runtime) -> Iterator[Metric]:
         active = Metric("kpimon_alerts", "Pending and firing alerts, like Prometheus' ALERTS."

@@ -66,6 +66,10 @@ class StoreConfig(Strict):
 class ServerConfig(Strict):
     listen: str = Field(default="127.0.0.1:8464", pattern=r"^(\[[0-9a-fA-F:]+\]|[^:]*):\d+$",
                         description="host:port of the HTTP server; loopback by default.")
+    max_series_per_rule: int = Field(default=100_000, gt=0, description="Cardinality guard: "
+                                     "KPI series exported per rule at most.")
+    max_series: int = Field(default=1_000_000, gt=0, description="KPI series exported at "
+                            "most in total.")
 
     @property
     def host_port(self) -> tuple[str, int]:

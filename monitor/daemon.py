@@ -17,10 +17,12 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import polars as pl
 from apscheduler.events import EVENT_JOB_ERROR, EVENT_JOB_MISSED, JobExecutionEvent
 from apscheduler.schedulers.background import BackgroundScheduler
 from prometheus_client import CollectorRegistry
 
+from exporters.exposition import Exposition, Limits
 from exporters.prometheus import KpimonCollector, Views, daemon_metrics
 from monitor.config import load_config
 from monitor.cycle import (
@@ -31,6 +33,7 @@ from monitor.cycle import (
     poll_source,
 )
 from monitor.errors import ConfigError
+from monitor.evaluate import KPI_SCHEMA
 from monitor.outbox import Sender
 from monitor.runtime import Runtime, build
 from monitor.server import ApiContext, App, HttpServer
@@ -64,9 +67,13 @@ class Daemon:
         self.live = LiveState.restore(self.store, self.runtime, clock())
         self.registry = CollectorRegistry()
         self.metrics = daemon_metrics(self.registry)
+        server = cfg.server
+        self.exposition = Exposition(self.registry, Limits(server.max_series_per_rule,
+                                                           server.max_series))
         self.registry.register(KpimonCollector(Views(
             live=lambda: self.live, runtime=lambda: self.runtime,
-            outbox_counts=self.store.outbox_counts)))
+            outbox_counts=self.store.outbox_counts, dropped=lambda: self.exposition.dropped)))
+        self._dirty = threading.Event()
         self.sender = self._sender()
         self.scheduler = BackgroundScheduler(timezone=UTC, job_defaults={
             "coalesce": True, "max_instances": 1, "misfire_grace_time": 60})
@@ -76,9 +83,10 @@ class Daemon:
         self._stop = threading.Event()
         self._reload_requested = threading.Event()
         host, port = listen or cfg.server.host_port
-        self.http = HttpServer(host, port, App(self.registry, ApiContext(
+        self.http = HttpServer(host, port, App(ApiContext(
             live=lambda: self.live, runtime=lambda: self.runtime, ready=self.ready,
-            reload=self.reload)))
+            reload=self.reload, metrics=lambda: self.exposition.payload)))
+        self._publish(force=True)
 
     def _sender(self) -> Sender:
         return Sender(self.store, self.runtime.notifiers, on_outcome=lambda r, o:
@@ -107,10 +115,13 @@ class Daemon:
                                next_run_time=now + first_eval_delay, replace_existing=True)
         self.scheduler.add_job(self._trim, "interval", id="trim", minutes=10,
                                replace_existing=True)
+        self.scheduler.add_job(self._publish, "interval", id="publish", seconds=1,
+                               replace_existing=True)
 
     def _poll(self, name: str) -> None:
         if name in self.runtime.sources:
             poll_source(name, self.runtime, self.store, self.live, self.clock())
+            self._dirty.set()
 
     def _evaluate(self, group_name: str) -> None:
         group = next((g for g in self.runtime.rules.groups if g.name == group_name), None)
@@ -120,12 +131,24 @@ class Daemon:
         now = aligned(self.clock(), origin, interval)
         result = evaluate_group(group, self.runtime, self.store, self.live, now)
         self.metrics.evaluation_seconds.labels(group_name).observe(result.duration)
+        self._dirty.set()
 
     def _check_sources(self) -> None:
         evaluate_sources(self.runtime, self.store, self.live, self.clock())
+        self._dirty.set()
 
     def _send(self) -> None:
-        self.sender.drain(self.clock())
+        if self.sender.drain(self.clock()):
+            self._dirty.set()
+
+    def _publish(self, force: bool = False) -> None:
+        """Rebuild /metrics after whatever changed, at most once a second, off the scrape."""
+        if not (force or self._dirty.is_set()):
+            return
+        self._dirty.clear()
+        groups = self.live.groups.values()
+        kpis = [g.evaluation.kpis for g in groups if g.evaluation.kpis.height]
+        self.exposition.rebuild(pl.concat(kpis) if kpis else pl.DataFrame(schema=KPI_SCHEMA))
 
     def _trim(self) -> None:
         since = self.clock() - self.runtime.rules.longest_window - WINDOW_MARGIN
@@ -153,6 +176,7 @@ class Daemon:
                 log.error("reload failed, keeping the last good config and rules:\n%s", exc)
                 self.metrics.reloads.labels("failure").inc()
                 self.metrics.reload_success.set(0)
+                self._dirty.set()
                 return str(exc)
             if runtime.config.store != self.runtime.config.store:
                 log.warning("store settings changed: they take effect after a restart")
@@ -164,6 +188,7 @@ class Daemon:
             self._schedule(first_eval_delay=timedelta(0))
             self.metrics.reloads.labels("success").inc()
             self.metrics.reload_success.set(1)
+            self._dirty.set()
             log.info("reloaded: %d rules in %d groups, %d sources", len(runtime.rules.rules),
                      len(runtime.rules.groups), len(runtime.sources))
             return None

@@ -40,8 +40,9 @@ CANDIDATE_SCHEMA = {
     "rule": pl.String, "series": pl.String, "value": pl.Float64, "active": pl.Boolean,
     "sufficient": pl.Boolean, "clear": pl.Boolean, "kpi_values": pl.String,
 }
+# `labels` is the series' labels as Prometheus exposition text: channel="a",campaign="b".
 KPI_SCHEMA = {"rule": pl.String, "window": pl.String, "kpi": pl.String, "series": pl.String,
-              "value": pl.Float64}
+              "labels": pl.String, "value": pl.Float64}
 PERIOD = "$period"
 SEGMENT = "$segment"
 # What a rule can fail with at run time: bad data types, not bugs in kpimon.
@@ -323,12 +324,29 @@ def _apply(rule: Rule, frame: pl.LazyFrame, catalog: Catalog) -> pl.LazyFrame:
     # Internal columns start with "$": a measure may well be called "value".
     return frame.select(
         label_key(list(rule.by)).alias("$series"),
+        exposition_labels(list(rule.by)).alias("$labels"),
         rule.value.cast(pl.Float64).alias("$value"),
         active.alias("$active"),
         sufficient.alias("$sufficient"),
         clear.alias("$clear"),
         *(catalog.column(k).cast(pl.Float64).alias(k) for k in rule.kpis),
     )
+
+
+def escape_label(value: pl.Expr) -> pl.Expr:
+    """A label value escaped for the Prometheus text format: backslash, quote, newline."""
+    return (value.str.replace_all("\\", "\\\\", literal=True)
+            .str.replace_all('"', '\\"', literal=True)
+            .str.replace_all("\n", "\\n", literal=True))
+
+
+def exposition_labels(names: list[str]) -> pl.Expr:
+    """``a="x",b="y"`` for each row: the series' labels, ready for /metrics."""
+    if not names:
+        return pl.lit("")
+    parts = [pl.lit(f'{n}="') + escape_label(pl.col(n).cast(pl.String)) + pl.lit('"')
+             for n in names]
+    return pl.concat_str(parts, separator=",")
 
 
 def _candidates(rule: Rule, out: pl.DataFrame) -> pl.DataFrame:
@@ -343,9 +361,9 @@ def _kpi_rows(rule: Rule, out: pl.DataFrame) -> pl.DataFrame:
     """One row per (series, KPI) for the exporter."""
     if not rule.kpis:
         return pl.DataFrame(schema=KPI_SCHEMA)
-    return (out.select(pl.col("$series").alias("$s"), *rule.kpis)
-            .unpivot(index=["$s"], on=list(rule.kpis), variable_name="$kpi",
+    return (out.select(pl.col("$series").alias("$s"), pl.col("$labels").alias("$l"), *rule.kpis)
+            .unpivot(index=["$s", "$l"], on=list(rule.kpis), variable_name="$kpi",
                      value_name="$v")
             .select(pl.lit(rule.id).alias("rule"), pl.lit(rule.window.label).alias("window"),
                     pl.col("$kpi").alias("kpi"), pl.col("$s").alias("series"),
-                    pl.col("$v").alias("value")))
+                    pl.col("$l").alias("labels"), pl.col("$v").alias("value")))

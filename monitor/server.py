@@ -18,8 +18,7 @@ from socketserver import ThreadingMixIn
 from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
-from prometheus_client import CollectorRegistry, make_wsgi_app
-
+from exporters.exposition import CONTENT_TYPE, Payload
 from exporters.prometheus import series_counts
 from monitor import __version__
 from monitor.dispatch import AlertViews
@@ -35,6 +34,7 @@ class ApiContext:
     runtime: Callable[[], Any]
     ready: Callable[[], bool]
     reload: Callable[[], str | None]  # returns an error message or None
+    metrics: Callable[[], Payload]  # the latest pre-built exposition
 
 
 def _json(start_response, body: Any, status: str = "200 OK") -> list[bytes]:
@@ -52,9 +52,19 @@ def _text(start_response, body: str, status: str = "200 OK",
 
 
 class App:
-    def __init__(self, registry: CollectorRegistry, ctx: ApiContext):
-        self.metrics = make_wsgi_app(registry)
+    def __init__(self, ctx: ApiContext):
         self.ctx = ctx
+
+    def metrics(self, environ: dict, start_response) -> list[bytes]:
+        """The pre-built exposition; gzip when the scraper accepts it."""
+        payload = self.ctx.metrics()
+        body, headers = payload.plain, [("Content-Type", CONTENT_TYPE)]
+        if "gzip" in environ.get("HTTP_ACCEPT_ENCODING", ""):
+            body = payload.gzipped
+            headers.append(("Content-Encoding", "gzip"))
+        headers.append(("Content-Length", str(len(body))))
+        start_response("200 OK", headers)
+        return [body]
 
     def __call__(self, environ: dict, start_response) -> Iterable[bytes]:
         path, method = environ.get("PATH_INFO", "/"), environ.get("REQUEST_METHOD", "GET")

@@ -168,9 +168,11 @@ def test_a_rule_that_fails_at_run_time_is_isolated(setup, tmp_path):
 
 
 def test_metrics_show_the_failing_source_down_and_the_kpis(setup):
-    from prometheus_client import CollectorRegistry, generate_latest
+    import polars as pl
+    from prometheus_client import CollectorRegistry
     from prometheus_client.parser import text_string_to_metric_families
 
+    from exporters.exposition import Exposition
     from exporters.prometheus import KpimonCollector, Views
 
     config, csv, _ = setup
@@ -178,6 +180,11 @@ def test_metrics_show_the_failing_source_down_and_the_kpis(setup):
     registry = CollectorRegistry()
     registry.register(KpimonCollector(Views(lambda: app.live, lambda: app.rt,
                                             app.store.outbox_counts)))
+    exposition = Exposition(registry)
+
+    def generate_latest(_registry):
+        kpis = pl.concat([g.evaluation.kpis for g in app.live.groups.values()])
+        return exposition.rebuild(kpis).plain
     app.cycle(NOW)
     csv.write_text("date,campaign,cost,conversions\n2026-03-12,brand,abc,-1\n")
     app.cycle(NOW + timedelta(minutes=1))
