@@ -105,8 +105,9 @@ def bench_exporter(series: int = 100_000, days: int = 56) -> None:
     kpis = evaluate(cpa, frame, BENCH_NOW, TZ, catalog, {}).kpis
     exposition = Exposition(CollectorRegistry())
     build, payload = timed(lambda: exposition.rebuild(kpis), 3)
-    print(f"exporter: {payload.series:,} KPI series; build once per cycle {build:.3f} s; "
-          f"{len(payload.plain) / 1e6:.1f} MB plain, {len(payload.gzipped) / 1e6:.1f} MB gzip")
+    print(f"exporter: {series:,} series, {payload.series:,} samples; build once per cycle "
+          f"{build:.3f} s; {len(payload.plain) / 1e6:.1f} MB plain, "
+          f"{len(payload.gzipped) / 1e6:.1f} MB gzip")
     ctx = ApiContext(live=lambda: None, runtime=lambda: None, ready=lambda: True,
                      reload=lambda: None, metrics=lambda: exposition.payload)
     server = HttpServer("127.0.0.1", 0, App(ctx))

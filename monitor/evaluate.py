@@ -40,9 +40,12 @@ CANDIDATE_SCHEMA = {
     "rule": pl.String, "series": pl.String, "value": pl.Float64, "active": pl.Boolean,
     "sufficient": pl.Boolean, "clear": pl.Boolean, "kpi_values": pl.String,
 }
-# `labels` is the series' labels as Prometheus exposition text: channel="a",campaign="b".
-KPI_SCHEMA = {"rule": pl.String, "window": pl.String, "kpi": pl.String, "series": pl.String,
-              "labels": pl.String, "value": pl.Float64}
+# One row per exported number of a rule series. `family` is "kpi" (a KPI named in the
+# rule), "measure" (a raw sum over the window: both parts of every ratio) or
+# "threshold" (the right side of the first comparison); `labels` is the series'
+# labels as Prometheus exposition text: channel="a",campaign="b".
+KPI_SCHEMA = {"rule": pl.String, "window": pl.String, "family": pl.String, "kpi": pl.String,
+              "series": pl.String, "labels": pl.String, "value": pl.Float64}
 PERIOD = "$period"
 SEGMENT = "$segment"
 # What a rule can fail with at run time: bad data types, not bugs in kpimon.
@@ -329,7 +332,9 @@ def _apply(rule: Rule, frame: pl.LazyFrame, catalog: Catalog) -> pl.LazyFrame:
         active.alias("$active"),
         sufficient.alias("$sufficient"),
         clear.alias("$clear"),
+        rule.threshold.cast(pl.Float64).alias("$threshold"),
         *(catalog.column(k).cast(pl.Float64).alias(k) for k in rule.kpis),
+        *(pl.col(m).cast(pl.Float64).alias(f"$m:{m}") for m in sorted(rule.spans[WINDOW])),
     )
 
 
@@ -358,12 +363,17 @@ def _candidates(rule: Rule, out: pl.DataFrame) -> pl.DataFrame:
 
 
 def _kpi_rows(rule: Rule, out: pl.DataFrame) -> pl.DataFrame:
-    """One row per (series, KPI) for the exporter."""
-    if not rule.kpis:
-        return pl.DataFrame(schema=KPI_SCHEMA)
-    return (out.select(pl.col("$series").alias("$s"), pl.col("$labels").alias("$l"), *rule.kpis)
-            .unpivot(index=["$s", "$l"], on=list(rule.kpis), variable_name="$kpi",
-                     value_name="$v")
-            .select(pl.lit(rule.id).alias("rule"), pl.lit(rule.window.label).alias("window"),
-                    pl.col("$kpi").alias("kpi"), pl.col("$s").alias("series"),
-                    pl.col("$l").alias("labels"), pl.col("$v").alias("value")))
+    """The rule series' exported numbers, one row each (see KPI_SCHEMA)."""
+    measures = [f"$m:{m}" for m in sorted(rule.spans[WINDOW])]
+    columns = [*rule.kpis, *measures, "$threshold"]
+    long = (out.select(pl.col("$series").alias("$s"), pl.col("$labels").alias("$l"), *columns)
+            .unpivot(index=["$s", "$l"], on=columns, variable_name="$k", value_name="$v"))
+    family = (pl.when(pl.col("$k") == "$threshold").then(pl.lit("threshold"))
+              .when(pl.col("$k").str.starts_with("$m:")).then(pl.lit("measure"))
+              .otherwise(pl.lit("kpi")))
+    return long.select(
+        pl.lit(rule.id).alias("rule"), pl.lit(rule.window.label).alias("window"),
+        family.alias("family"),
+        pl.col("$k").str.strip_prefix("$m:").replace("$threshold", "").alias("kpi"),
+        pl.col("$s").alias("series"), pl.col("$l").alias("labels"),
+        pl.col("$v").alias("value"))

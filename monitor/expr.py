@@ -230,12 +230,14 @@ def is_condition(node: Node) -> bool:
     return isinstance(node, BinOp) and (node.op in COMPARISONS or node.op in ("and", "or"))
 
 
+def first_comparison(node: Node) -> BinOp | None:
+    """The first comparison: its left side is the alert's value, its right the threshold."""
+    return next((n for n in walk(node) if isinstance(n, BinOp) and n.op in COMPARISONS), None)
+
+
 def first_comparison_operand(node: Node) -> Node | None:
-    """The left side of the first comparison: the alert's reported value."""
-    for n in walk(node):
-        if isinstance(n, BinOp) and n.op in COMPARISONS:
-            return n.left
-    return None
+    comparison = first_comparison(node)
+    return comparison.left if comparison is not None else None
 
 
 def suggest(name: str, candidates: list[str] | set[str]) -> str:

@@ -117,6 +117,9 @@ class Rule:
     window: WindowSpec
     condition: pl.Expr = field(repr=False, compare=False)
     value: pl.Expr = field(repr=False, compare=False)
+    # The right side of the first comparison (650, 1.5 * target, 3 * baseline(…)):
+    # exported so a board can draw the line the value is compared with.
+    threshold: pl.Expr = field(repr=False, compare=False)
     clear: pl.Expr | None = field(repr=False, compare=False)  # the resolve condition
     spans: dict[Span, frozenset[str]] = field(repr=False, compare=False)
     buckets: tuple[BucketStat, ...] = field(repr=False, compare=False)
@@ -277,9 +280,11 @@ def _compile_rule(spec: RuleSpec, group: str, doc: Located, loc: tuple, vocab: V
     compiler = RuleCompiler(vocab.catalog, spec.window, targets, set(vocab.measures))
     try:
         compiled = {where: compiler.compile(tree) for where, tree in trees.items()}
-        value_node = ex.first_comparison_operand(next(iter(trees.values())))
-        value = (compiler.compile(value_node) if value_node is not None
+        comparison = ex.first_comparison(next(iter(trees.values())))
+        value = (compiler.compile(comparison.left) if comparison is not None
                  else pl.lit(None, pl.Float64))
+        threshold = (compiler.compile(comparison.right) if comparison is not None
+                     else pl.lit(None, pl.Float64))
     except ex.ExprError as err:
         where = next(w for w, t in trees.items() if _contains(t, err.pos))
         problems.append(doc.problem(where, err.message, offset=err.pos))
@@ -292,6 +297,7 @@ def _compile_rule(spec: RuleSpec, group: str, doc: Located, loc: tuple, vocab: V
         compiler.spans[WINDOW].update(vocab.catalog.expand(ex.Name(name, 0)))
     common = {
         "spec": spec, "group": group, "file": doc.file, "window": spec.window, "value": value,
+        "threshold": threshold,
         "clear": clear, "spans": {k: frozenset(v) for k, v in compiler.spans.items()},
         "buckets": tuple(compiler.buckets), "kpis": names, "annotation_templates": annotations,
     }

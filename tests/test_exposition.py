@@ -15,7 +15,7 @@ from monitor.evaluate import KPI_SCHEMA, exposition_labels
 def kpis(rows):
     frame = pl.DataFrame(rows, schema=["rule", "kpi", "campaign", "value"], orient="row")
     return frame.select(
-        "rule", pl.lit("7d").alias("window"), "kpi",
+        "rule", pl.lit("7d").alias("window"), pl.lit("kpi").alias("family"), "kpi",
         pl.format('{{"campaign":"{}"}}', "campaign").alias("series"),
         exposition_labels(["campaign"]).alias("labels"), pl.col("value").cast(pl.Float64),
     ).select(list(KPI_SCHEMA))
@@ -48,6 +48,7 @@ def test_cardinality_guard_caps_each_rule_and_the_total_and_counts_the_rest(capl
     exposition = Exposition(CollectorRegistry(), Limits(per_rule=4, total=6))
     payload = exposition.rebuild(kpis(rows))
     got = parse(payload)
+    assert len(got) == 6
     assert sum(k == "cpa" for k, _ in got) == 4, "a rule over its cap keeps some series"
     assert payload.series == 6
     assert exposition.dropped == {"Big": 6, "Small": 1}

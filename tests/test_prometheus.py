@@ -59,8 +59,17 @@ def test_prometheus_scrapes_kpis_and_alerts(tmp_path, httpserver):
         firing = wait_for(lambda: _safe(lambda: query(
             base, 'kpimon_alerts{alertstate="firing",alertname="CPAAboveTarget"}')), timeout=60)
         assert firing[0]["metric"]["campaign"] == "retargeting"
-        # A ratio re-aggregated in PromQL from exported KPI series works as well.
-        assert query(base, 'count(kpimon_kpi_value{kpi="cpa"}) > 5')
+        # Both parts of the ratio are exported, so PromQL can re-aggregate CPA by channel.
+        by_channel = query(base, 'sum by (channel) (kpimon_measure_value{measure="cost",'
+                                 'window="7d"}) / sum by (channel) (kpimon_measure_value{'
+                                 'measure="conversions",window="7d"})')
+        assert {r["metric"]["channel"] for r in by_channel} == {"google_ads", "yandex_direct",
+                                                                 "meta"}
+        assert all(300 < float(r["value"][1]) < 700 for r in by_channel)
+        # The line the board draws under the CPA.
+        line = query(base, 'kpimon_rule_threshold{rule="CPAAboveTarget",'
+                           'campaign="retargeting"}')
+        assert float(line[0]["value"][1]) == 650
     finally:
         prom.terminate()
         prom.wait(timeout=30)
