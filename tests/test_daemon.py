@@ -59,7 +59,8 @@ groups:
 
 
 class Daemon:
-    def __init__(self, tmp_path: Path, hook_url: str, rules: str = RULES):
+    def __init__(self, tmp_path: Path, hook_url: str, rules: str = RULES,
+                 rule_files: str = "[rules.yaml]"):
         self.port = free_port()
         self.rules = write(tmp_path / "rules.yaml", rules)
         self.config = write(tmp_path / "kpimon.yaml", f"""
@@ -67,7 +68,7 @@ class Daemon:
             store: {{url: "sqlite:///var/k.db"}}
             server: {{listen: "127.0.0.1:{self.port}"}}
             sources: [{{name: demo, type: demo, interval: 2s}}]
-            rule_files: [rules.yaml]
+            rule_files: {rule_files}
             receivers:
               - {{name: log, type: log}}
               - {{name: slack, type: slack, webhook_url: "${{HOOK_URL}}"}}
