@@ -70,6 +70,8 @@ class ServerConfig(Strict):
                                      "KPI series exported per rule at most.")
     max_series: int = Field(default=1_000_000, gt=0, description="KPI series exported at "
                             "most in total.")
+    web_config_file: str | None = Field(default=None, description="TLS and basic auth in the "
+                                        "exporter-toolkit web.yml format.")
 
     @property
     def host_port(self) -> tuple[str, int]:

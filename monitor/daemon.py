@@ -38,6 +38,7 @@ from monitor.outbox import Sender
 from monitor.runtime import Runtime, build
 from monitor.server import ApiContext, App, HttpServer
 from monitor.store import Store
+from monitor.webconfig import BasicAuth, load_web_config, ssl_context
 
 log = logging.getLogger("kpimon")
 Clock = Callable[[], datetime]
@@ -83,9 +84,16 @@ class Daemon:
         self._stop = threading.Event()
         self._reload_requested = threading.Event()
         host, port = listen or cfg.server.host_port
-        self.http = HttpServer(host, port, App(ApiContext(
+        app, tls = App(ApiContext(
             live=lambda: self.live, runtime=lambda: self.runtime, ready=self.ready,
-            reload=self.reload, metrics=lambda: self.exposition.payload)))
+            reload=self.reload, metrics=lambda: self.exposition.payload)), None
+        if cfg.server.web_config_file:
+            web, base = load_web_config(self.runtime.loaded.resolve(cfg.server.web_config_file))
+            if web.basic_auth_users:
+                app = BasicAuth(app, web.basic_auth_users)
+            if web.tls_server_config:
+                tls = ssl_context(web.tls_server_config, base)
+        self.http = HttpServer(host, port, app, tls)
         self._publish(force=True)
 
     def _sender(self) -> Sender:

@@ -98,6 +98,13 @@ def build(loaded: LoadedConfig, clock=None) -> Runtime:
     for i, rc in enumerate(cfg.receivers):
         notifiers[rc.name] = NOTIFIER_TYPES[rc.type](rc, renderer)
         problems.extend(_check_template(loaded, templates, rc, i))
+    if cfg.server.web_config_file:
+        from monitor.webconfig import load_web_config
+
+        try:
+            load_web_config(loaded.resolve(cfg.server.web_config_file))
+        except ConfigError as exc:
+            problems.extend(exc.problems)
     if problems:
         raise ConfigError(problems)
     return Runtime(loaded, catalog, templates, renderer, rules, sources, notifiers)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import html
 import json
 import logging
+import ssl
 import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -182,9 +183,9 @@ class _QuietHandler(WSGIRequestHandler):
 
 
 class HttpServer:
-    """Serves the app on a background thread until ``stop``."""
+    """Serves the app on a background thread until ``stop``; TLS when given a context."""
 
-    def __init__(self, host: str, port: int, app: App):
+    def __init__(self, host: str, port: int, app, tls: ssl.SSLContext | None = None):
         import socket
 
         server_class = _Server
@@ -194,6 +195,8 @@ class HttpServer:
             server_class = _V6
         self.server = make_server(host, port, app, server_class=server_class,
                                   handler_class=_QuietHandler)
+        if tls is not None:
+            self.server.socket = tls.wrap_socket(self.server.socket, server_side=True)
         self.thread = threading.Thread(target=self.server.serve_forever, name="http",
                                        daemon=True)
 
