@@ -154,6 +154,7 @@ class DaemonMetrics:
     evaluation_seconds: Histogram
     reloads: Counter
     reload_success: object  # Gauge
+    reload_time: object  # Gauge
 
 
 def daemon_metrics(registry: CollectorRegistry) -> DaemonMetrics:
@@ -170,4 +171,6 @@ def daemon_metrics(registry: CollectorRegistry) -> DaemonMetrics:
                         ["result"], registry=registry),
         reload_success=Gauge("kpimon_config_last_reload_successful", "1 if the last "
                              "configuration reload succeeded.", registry=registry),
+        reload_time=Gauge("kpimon_config_last_reload_success_timestamp_seconds", "When the "
+                          "configuration was last loaded successfully.", registry=registry),
     )

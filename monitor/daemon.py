@@ -94,7 +94,6 @@ class Daemon:
             if web.tls_server_config:
                 tls = ssl_context(web.tls_server_config, base)
         self.http = HttpServer(host, port, app, tls)
-        self._publish(force=True)
 
     def _sender(self) -> Sender:
         return Sender(self.store, self.runtime.notifiers, on_outcome=lambda r, o:
@@ -196,16 +195,19 @@ class Daemon:
             self._schedule(first_eval_delay=timedelta(0))
             self.metrics.reloads.labels("success").inc()
             self.metrics.reload_success.set(1)
+            self.metrics.reload_time.set(self.clock().timestamp())
             self._dirty.set()
             log.info("reloaded: %d rules in %d groups, %d sources", len(runtime.rules.rules),
                      len(runtime.rules.groups), len(runtime.sources))
             return None
 
     def start(self) -> None:
+        self.metrics.reload_success.set(1)
+        self.metrics.reload_time.set(self.clock().timestamp())
+        self._publish(force=True)  # /metrics answers from the first request on
         self.http.start()
         self._schedule()
         self.scheduler.start()
-        self.metrics.reload_success.set(1)
         log.info("kpimon listening on http://%s:%d with %d rules in %d groups, %d sources",
                  *self.http.server.server_address[:2], len(self.runtime.rules.rules),
                  len(self.runtime.rules.groups), len(self.runtime.sources))

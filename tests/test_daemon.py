@@ -172,8 +172,9 @@ def test_reload_keeps_the_last_good_rules(tmp_path, hook):
         assert d.proc.poll() is None
         names = [r["name"] for r in d.get("/api/v1/rules").json()["data"]["groups"][0]["rules"]]
         assert names == ["CPAAboveTarget", "UnsubscribeSpike"]
-        reload_ok = d.metrics()["kpimon_config_last_reload_successful"][0].value
-        assert reload_ok == 0
+        metrics = wait_for(lambda: (m := d.metrics())["kpimon_config_last_reload_successful"][0]
+                           .value == 0 and m)
+        assert metrics["kpimon_config_last_reload_success_timestamp_seconds"][0].value > 0
         d.rules.write_text(RULES.replace("UnsubscribeSpike", "UnsubscribeSurge"))
         assert requests.post(d.base + "/-/reload", timeout=10).status_code == 200
         names = [r["name"] for r in d.get("/api/v1/rules").json()["data"]["groups"][0]["rules"]]
