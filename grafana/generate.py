@@ -71,6 +71,12 @@ def kpi(name: str, window: str) -> str:
     return f'kpimon_kpi_value{{kpi="{name}",window="{window}"}}'
 
 
+def in_state(state: str) -> str:
+    """Alerts per rule in a state, 0 (not "no data") for rules with alerts in another."""
+    return (f'count by (alertname) (kpimon_alerts{{alertstate="{state}"}}) '
+            'or (count by (alertname) (kpimon_alerts) * 0)')
+
+
 def overview() -> dict:
     """The KPI pyramid: business on top, marketing in the middle, tactical at the base."""
     roas = ('sum by (channel) (kpimon_measure_value{measure="revenue",window="7d",'
@@ -94,8 +100,7 @@ def overview() -> dict:
             (kpi("unsubscribe_rate", "1d"), "{{list}}")], unit="percentunit"),
         panel("Open rate by list (7 days)", [(kpi("open_rate", "7d"), "{{list}}")],
               unit="percentunit"),
-        panel("Alerts firing", [('count by (alertname) (kpimon_alerts{alertstate="firing"})',
-                                 "{{alertname}}")], kind="stat", w=16),
+        panel("Alerts firing", [(in_state("firing"), "{{alertname}}")], kind="stat", w=16),
     ], description="Business, marketing and tactical KPIs (DOMAIN: the KPI pyramid).")
 
 
@@ -135,10 +140,8 @@ def alerts() -> dict:
         panel("Alert states", [('kpimon_alerts', "{{alertname}} {{alertstate}} "
                                 "{{campaign}}{{list}}{{source}}")], kind="state-timeline",
               w=24, h=12),
-        panel("Firing by rule", [('count by (alertname) (kpimon_alerts{alertstate="firing"})',
-                                  "{{alertname}}")], w=12),
-        panel("Pending by rule", [('count by (alertname) (kpimon_alerts{alertstate="pending"})',
-                                   "{{alertname}}")], w=12),
+        panel("Firing by rule", [(in_state("firing"), "{{alertname}}")], w=12),
+        panel("Pending by rule", [(in_state("pending"), "{{alertname}}")], w=12),
         panel("Series by status", [('sum by (status) (kpimon_rule_series)', "{{status}}")],
               w=12, description="insufficient: below min_volume, not enough data yet"),
         panel("Outbox", [("kpimon_outbox_messages", "{{status}}")], w=12,

@@ -16,8 +16,7 @@ import polars as pl
 
 from monitor.kpis import Catalog
 from monitor.resources import templates_dir
-from monitor.rulefile import Rule, RuleSet, Vocabulary
-from monitor.yamlsrc import parse_yaml
+from monitor.rulefile import Rule, RuleSet, Vocabulary, compile_text
 
 STALE_INTERVALS = 3
 RULE_TEXT = """
@@ -42,16 +41,13 @@ groups:
 
 @cache
 def source_rule() -> Rule:
-    from monitor.rulefile import _compile_file
     from monitor.templating import Templates
 
-    doc = parse_yaml(RULE_TEXT, "<built-in kpimon rules>")
     catalog = Catalog()
-    problems: list = []
-    [group] = _compile_file(doc, Vocabulary(catalog, frozenset({"source_down"})),
-                            Templates([templates_dir()], catalog), {}, problems, [])
-    assert not problems, problems
-    return group.rules[0]
+    rules = compile_text(RULE_TEXT, "<built-in kpimon rules>",
+                         Vocabulary(catalog, frozenset({"source_down"})),
+                         Templates([templates_dir()], catalog))
+    return rules.rules[0]
 
 
 def with_source_rule(rules: RuleSet) -> RuleSet:

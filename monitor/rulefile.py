@@ -30,7 +30,7 @@ from monitor.durations import Duration
 from monitor.errors import ConfigError, Problem
 from monitor.kpis import Catalog
 from monitor.periods import WindowSpec
-from monitor.yamlsrc import Located, load_yaml, problems_from
+from monitor.yamlsrc import Located, load_yaml, parse_yaml, problems_from
 
 IDENT = r"^[A-Za-z_][A-Za-z0-9_]*$"
 
@@ -207,6 +207,15 @@ def load_rules(paths: list[Path], vocab: Vocabulary, templates) -> RuleSet:
     if problems:
         raise ConfigError(problems)
     return RuleSet(tuple(groups), tuple(warnings))
+
+
+def compile_text(text: str, name: str, vocab: Vocabulary, templates) -> RuleSet:
+    """Compile rules given as text (kpimon's built-in rules); raise ConfigError if invalid."""
+    problems: list[Problem] = []
+    groups = _compile_file(parse_yaml(text, name), vocab, templates, {}, problems, [])
+    if problems:
+        raise ConfigError(problems)
+    return RuleSet(tuple(groups))
 
 
 def _compile_file(doc: Located, vocab: Vocabulary, templates, seen: dict[str, str],

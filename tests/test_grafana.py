@@ -12,9 +12,8 @@ from pathlib import Path
 import requests
 import yaml
 
-from tests.conftest import write
-from tests.test_daemon import HOOK, Daemon, free_port, wait_for
-from tests.test_prometheus import _safe, query
+from tests.promserver import prometheus, query, try_query
+from tests.test_daemon import HOOK, Daemon, wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
 BOARDS = ROOT / "grafana" / "dashboards"
@@ -60,35 +59,22 @@ def substitute(expr: str) -> str:
 def test_every_panel_query_returns_data_from_prometheus(tmp_path, httpserver):
     httpserver.expect_request(HOOK).respond_with_data("ok")
     d = Daemon(tmp_path, httpserver.url_for(HOOK), rule_files='["builtin:*.yaml"]')
-    port = free_port()
-    config = write(tmp_path / "prometheus.yml", f"""
-        global: {{scrape_interval: 1s, evaluation_interval: 1s}}
-        scrape_configs:
-          - job_name: kpimon
-            static_configs: [{{targets: ["127.0.0.1:{d.port}"]}}]
-    """)
-    prom = subprocess.Popen(
-        ["prometheus", f"--config.file={config}", f"--storage.tsdb.path={tmp_path / 'tsdb'}",
-         f"--web.listen-address=127.0.0.1:{port}"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    base = f"http://127.0.0.1:{port}"
     try:
-        # The demo's incidents fire after `for: 30s`; the boards show them.
-        wait_for(lambda: _safe(lambda: query(base, 'kpimon_alerts{alertstate="firing"}')),
-                 timeout=90)
-        missing = []
-        for name, board in boards().items():
-            for var in board["templating"]["list"]:
-                m = re.fullmatch(r"label_values\((.*), (\w+)\)", substitute(var["definition"]))
-                values = requests.get(f"{base}/api/v1/label/{m.group(2)}/values",
-                                      params={"match[]": m.group(1)}, timeout=5).json()["data"]
-                assert VARIABLES[f"${var['name']}"] in values, (name, var["name"], values)
-            for panel in board["panels"]:
-                for target in panel.get("targets", []):
-                    if not query(base, substitute(target["expr"])):
-                        missing.append(f"{name}: {panel['title']}: {target['expr']}")
-        assert not missing, "\n".join(missing)
+        with prometheus(tmp_path, d.port) as base:
+            # The demo's incidents fire after `for: 30s`; the boards show them.
+            wait_for(lambda: try_query(base, 'kpimon_alerts{alertstate="firing"}'), timeout=90)
+            missing = []
+            for name, board in boards().items():
+                for var in board["templating"]["list"]:
+                    m = re.fullmatch(r"label_values\((.*), (\w+)\)",
+                                     substitute(var["definition"]))
+                    values = requests.get(f"{base}/api/v1/label/{m.group(2)}/values",
+                                          params={"match[]": m.group(1)}, timeout=5).json()
+                    assert VARIABLES[f"${var['name']}"] in values["data"], (name, values)
+                for panel in board["panels"]:
+                    for target in panel.get("targets", []):
+                        if not query(base, substitute(target["expr"])):
+                            missing.append(f"{name}: {panel['title']}: {target['expr']}")
+            assert not missing, "\n".join(missing)
     finally:
-        prom.terminate()
-        prom.wait(timeout=30)
         d.stop()
