@@ -47,6 +47,7 @@ class KpimonCollector(Collector):
         yield from self._alerts(live, runtime)
         yield from self._sources(live)
         yield from self._rules(live, runtime)
+        yield from self._goals(live)
         outbox = GaugeMetricFamily("kpimon_outbox_messages",
                                    "Notification messages in the outbox by status.",
                                    labels=["status"])
@@ -110,6 +111,30 @@ class KpimonCollector(Collector):
             fams["rejected"].add_metric([name], h.rejected)
             fams["duration"].add_metric([name], h.duration)
             fams["failures"].add_metric([name], h.failures)
+        yield from fams.values()
+
+    def _goals(self, live) -> Iterator[Metric]:
+        labels = ["goal", "kpi", "kpi_owner", "level"]
+        fams = {
+            "target": GaugeMetricFamily("kpimon_goal_target", "The goal's target for its "
+                                        "period.", labels=labels),
+            "value": GaugeMetricFamily("kpimon_goal_value", "The KPI to date in the goal's "
+                                       "period." + CACHED, labels=labels),
+            "expected": GaugeMetricFamily("kpimon_goal_expected", "Where the KPI should be by "
+                                          "now on a linear pace (the target, for ratios)."
+                                          + CACHED, labels=labels),
+            "forecast": GaugeMetricFamily("kpimon_goal_forecast", "The KPI forecast for the "
+                                          "period's end at the pace so far." + CACHED,
+                                          labels=labels),
+            "elapsed": GaugeMetricFamily("kpimon_goal_period_elapsed_ratio", "Share of the "
+                                         "goal's period already complete (0-1).",
+                                         labels=labels),
+        }
+        for row in live.goals.iter_rows(named=True):
+            key = [row["goal"], row["kpi"], row["owner"], row["level"]]
+            for name, family in fams.items():
+                if row[name] is not None:
+                    family.add_metric(key, row[name])
         yield from fams.values()
 
     def _rules(self, live, runtime) -> Iterator[Metric]:

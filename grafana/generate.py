@@ -83,6 +83,14 @@ def overview() -> dict:
             'campaign=""}) / sum by (channel) (kpimon_measure_value{measure="cost",'
             'window="7d",campaign=""})')
     return dashboard("kpimon-overview", "kpimon · KPI pyramid", [
+        row("Goals: pace to date"),
+        panel("Goals: to date, expected by now, forecast and target", [
+            ("kpimon_goal_value", "{{goal}} to date"),
+            ("kpimon_goal_expected", "{{goal}} expected by now"),
+            ("kpimon_goal_forecast", "{{goal}} forecast"),
+            ("kpimon_goal_target", "{{goal}} target"),
+        ], kind="bargauge", w=24, description="A goal whose forecast is under its target is "
+            "falling behind."),
         row("Business: revenue and return"),
         panel("ROAS by channel (7 days)", [(roas, "{{channel}}")], unit="none", w=12),
         panel("Revenue by channel (7 days)", [(

@@ -109,6 +109,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_check(args: argparse.Namespace) -> int:
     from monitor.config import load_config
+    from monitor.goals import MAX_KPIS_PER_GOAL
     from monitor.resources import rules_dir
     from monitor.runtime import build
 
@@ -117,6 +118,11 @@ def cmd_check(args: argparse.Namespace) -> int:
     own = [w for w in rt.rules.warnings if not w.file.startswith(builtin)]
     for warning in own:
         print(f"warning: {warning}", file=sys.stderr)
+    for goal in rt.config.goals:
+        tracked = 1 + len(goal.supporting)
+        if tracked > MAX_KPIS_PER_GOAL:
+            print(f"warning: goal {goal.name!r} tracks {tracked} KPIs; keep 3 to 5 per goal, "
+                  "one main and a few supporting, or what matters gets lost", file=sys.stderr)
     idle = len(rt.rules.warnings) - len(own)
     if idle:
         print(f"note: {idle} rule(s) of the built-in pack group by labels no source has yet "

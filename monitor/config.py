@@ -20,6 +20,7 @@ from babel import Locale, UnknownLocaleError
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from monitor.durations import Duration
+from monitor.goals import GoalSpec
 from monitor.sources import SOURCE_TYPES
 from monitor.yamlsrc import Located, load_yaml, validate
 from notifiers import NOTIFIER_TYPES
@@ -163,6 +164,8 @@ class Config(Strict):
     route: Route = Field(default_factory=lambda: Route(receiver="log"))
     templates: list[str] = Field(default_factory=list, description="Extra template folders, "
                                  "searched before the built-in ones.")
+    goals: list[GoalSpec] = Field(default_factory=list, description="Goals with targets and "
+                                  "periods; their pace is exported for boards.")
 
     @model_validator(mode="after")
     def _references(self) -> Config:

@@ -19,6 +19,7 @@ import polars as pl
 from monitor import alerts, dispatch, health
 from monitor.errors import KpimonError
 from monitor.evaluate import Evaluation, evaluate
+from monitor.goals import GOAL_SCHEMA, evaluate_goals
 from monitor.rulefile import Group, Rule
 from monitor.runtime import Runtime
 from monitor.sources.base import poll_range
@@ -56,12 +57,13 @@ class LiveState:
     alert_state: pl.DataFrame = field(default_factory=alerts.empty_state)
     sources: dict[str, SourceHealth] = field(default_factory=dict)
     groups: dict[str, GroupResult] = field(default_factory=dict)
+    goals: pl.DataFrame = field(default_factory=lambda: pl.DataFrame(schema=GOAL_SCHEMA))
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     @classmethod
     def restore(cls, store: Store, runtime: Runtime, now: datetime) -> LiveState:
         """Reload the window and the alert state after a start or restart."""
-        since = now - runtime.rules.longest_window - WINDOW_MARGIN
+        since = now - runtime.history - WINDOW_MARGIN
         frame = store.load_observations(since)
         successes = store.source_successes()
         return cls(
@@ -166,3 +168,12 @@ def _advance_and_commit(rules: list[Rule], candidates: pl.DataFrame, runtime: Ru
 
 def _short(value: float | None) -> str:
     return "none" if value is None else f"{value:.4g}"
+
+
+def evaluate_goal_pace(runtime: Runtime, live: LiveState, now: datetime) -> pl.DataFrame:
+    """Recompute every goal's pace from the window (cheap: a few sums per goal)."""
+    goals = evaluate_goals(list(runtime.config.goals), live.window.frame, now, runtime.tz,
+                           runtime.catalog)
+    with live.lock:
+        live.goals = goals
+    return goals

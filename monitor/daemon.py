@@ -28,6 +28,7 @@ from monitor.config import load_config
 from monitor.cycle import (
     WINDOW_MARGIN,
     LiveState,
+    evaluate_goal_pace,
     evaluate_group,
     evaluate_sources,
     poll_source,
@@ -117,6 +118,9 @@ class Daemon:
                                    next_run_time=first, replace_existing=True)
         self.scheduler.add_job(self._send, "interval", id="send", seconds=1,
                                replace_existing=True)
+        self.scheduler.add_job(self._goals, "interval", id="eval:goals",
+                               seconds=default.total_seconds(),
+                               next_run_time=now + first_eval_delay * 2, replace_existing=True)
         self.scheduler.add_job(self._check_sources, "interval", id="eval:sources",
                                seconds=default.total_seconds(),
                                next_run_time=now + first_eval_delay, replace_existing=True)
@@ -140,6 +144,11 @@ class Daemon:
         self.metrics.evaluation_seconds.labels(group_name).observe(result.duration)
         self._dirty.set()
 
+    def _goals(self) -> None:
+        if self.runtime.config.goals:
+            evaluate_goal_pace(self.runtime, self.live, self.clock())
+            self._dirty.set()
+
     def _check_sources(self) -> None:
         evaluate_sources(self.runtime, self.store, self.live, self.clock())
         self._dirty.set()
@@ -158,7 +167,7 @@ class Daemon:
         self.exposition.rebuild(pl.concat(kpis) if kpis else pl.DataFrame(schema=KPI_SCHEMA))
 
     def _trim(self) -> None:
-        since = self.clock() - self.runtime.rules.longest_window - WINDOW_MARGIN
+        since = self.clock() - self.runtime.history - WINDOW_MARGIN
         with self.live.lock:
             self.live.window = self.live.window.trim(since)
 

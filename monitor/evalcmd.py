@@ -31,7 +31,7 @@ def run_eval(config_path: str, at: datetime, rule: str | None = None,
     rules = [r for r in rt.rules.rules if rule is None or rule in (r.name, r.id)]
     if rule and not rules:
         raise KpimonError(f"no rule named {rule!r}")
-    frame = load_history(rt, at - rt.rules.longest_window - WINDOW_MARGIN, at, poll)
+    frame = load_history(rt, at - rt.history - WINDOW_MARGIN, at, poll)
     result = evaluate(rules, frame, at, rt.tz, rt.catalog)
     rows = []
     for r in result.candidates.sort("rule", "series").iter_rows(named=True):

@@ -8,6 +8,7 @@ config, the rule files and the templates is reported together.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -42,6 +43,13 @@ class Runtime:
     @property
     def tz(self) -> ZoneInfo:
         return ZoneInfo(self.config.global_.timezone)
+
+    @property
+    def history(self) -> timedelta:
+        """How far back the window must reach: the rules' longest window and the goals'."""
+        goal_days = {"week": 7, "month": 31, "quarter": 92, "year": 366}
+        spans = [timedelta(days=goal_days.get(g.period or "", 0)) for g in self.config.goals]
+        return max([self.rules.longest_window, *spans])
 
 
 def build_catalog(loaded: LoadedConfig) -> Catalog:
@@ -98,6 +106,15 @@ def build(loaded: LoadedConfig, clock=None) -> Runtime:
     for i, rc in enumerate(cfg.receivers):
         notifiers[rc.name] = NOTIFIER_TYPES[rc.type](rc, renderer)
         problems.extend(_check_template(loaded, templates, rc, i))
+    known = catalog.names | measures
+    for i, goal in enumerate(cfg.goals):
+        for where, name in [(("goals", i, "kpi"), goal.kpi), *(
+                (("goals", i, "supporting", j), n) for j, n in enumerate(goal.supporting))]:
+            if name not in known:
+                from monitor.expr import suggest
+
+                problems.append(loaded.doc.problem(where, f"unknown KPI or measure {name!r}"
+                                                   f"{suggest(name, known)}"))
     if cfg.server.web_config_file:
         from monitor.webconfig import load_web_config
 

@@ -85,7 +85,7 @@ class App:
                     else _text(start_response, f"reload failed, old rules kept:\n{error}\n",
                                "500 Internal Server Error"))
         routes = {"/api/v1/alerts": self.alerts, "/api/v1/rules": self.rules,
-                  "/api/v1/sources": self.sources}
+                  "/api/v1/sources": self.sources, "/api/v1/goals": self.goals}
         if path in routes:
             return _json(start_response, {"status": "success", "data": routes[path]()})
         if path in ("/", "/status"):
@@ -135,6 +135,9 @@ class App:
                 } for r in g.rules],
             })
         return {"groups": groups}
+
+    def goals(self) -> dict[str, Any]:
+        return {"goals": self.ctx.live().goals.to_dicts()}
 
     def sources(self) -> dict[str, Any]:
         live = self.ctx.live()

@@ -75,6 +75,9 @@ class Daemon:
             route:
               receiver: log
               routes: [{{matchers: ['alertname="CPAAboveTarget"'], receiver: slack}}]
+            goals:
+              - {{name: conversions_month, kpi: conversions, target: 25000, period: month,
+                  owner: marketing_lead}}
         """)
         self.log = tmp_path / "daemon.log"
         env = {**os.environ, "HOOK_URL": hook_url}
@@ -142,6 +145,11 @@ def test_demo_incidents_fire_export_and_notify(tmp_path, hook):
         assert {r["name"]: r["health"] for r in rules} == {"CPAAboveTarget": "ok",
                                                           "UnsubscribeSpike": "ok"}
         assert d.get("/api/v1/sources").json()["data"]["sources"][0]["up"] is True
+        goal = wait_for(lambda: d.metrics().get("kpimon_goal_target"))
+        assert goal[0].labels == {"goal": "conversions_month", "kpi": "conversions",
+                                  "kpi_owner": "marketing_lead", "level": "marketing"}
+        [pace] = d.get("/api/v1/goals").json()["data"]["goals"]
+        assert pace["target"] == 25000 and 0 <= pace["elapsed"] <= 1
         assert "kpimon" in d.get("/").text
     finally:
         assert d.stop() == 0

@@ -47,7 +47,7 @@ def test_boards_are_generated_provisionable_and_use_the_fixed_datasource():
     assert len(uids) == 4
     overview = boards()["overview.json"]
     assert [p["title"].split(":")[0] for p in overview["panels"] if p["type"] == "row"] == [
-        "Business", "Marketing", "Tactical"]
+        "Goals", "Business", "Marketing", "Tactical"]
 
 
 def substitute(expr: str) -> str:
