@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import polars as pl
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily, InfoMetricFamily, Metric
 from prometheus_client.registry import Collector
 
@@ -178,13 +178,11 @@ class DaemonMetrics:
     notifications: Counter
     evaluation_seconds: Histogram
     reloads: Counter
-    reload_success: object  # Gauge
-    reload_time: object  # Gauge
+    reload_success: Gauge
+    reload_time: Gauge
 
 
 def daemon_metrics(registry: CollectorRegistry) -> DaemonMetrics:
-    from prometheus_client import Gauge
-
     return DaemonMetrics(
         notifications=Counter("kpimon_notifications", "Notification delivery attempts by "
                               "receiver and outcome (sent, retry, dead).",

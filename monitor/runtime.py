@@ -16,6 +16,7 @@ import jinja2
 
 from monitor.config import LoadedConfig
 from monitor.errors import ConfigError, Problem
+from monitor.expr import suggest
 from monitor.kpis import KPI, Better, Catalog, Level, Unit
 from monitor.rendering import NotificationRenderer
 from monitor.resources import expand_rule_globs, templates_dir
@@ -111,8 +112,6 @@ def build(loaded: LoadedConfig, clock=None) -> Runtime:
         for where, name in [(("goals", i, "kpi"), goal.kpi), *(
                 (("goals", i, "supporting", j), n) for j, n in enumerate(goal.supporting))]:
             if name not in known:
-                from monitor.expr import suggest
-
                 problems.append(loaded.doc.problem(where, f"unknown KPI or measure {name!r}"
                                                    f"{suggest(name, known)}"))
     if cfg.server.web_config_file:
