@@ -61,6 +61,13 @@ def _parser() -> argparse.ArgumentParser:
     bt.add_argument("--no-poll", action="store_true",
                     help="use stored data only (default: also poll sources, without storing)")
 
+    notify = sub.add_parser("notify", help="notification tools", epilog=EXIT_CODES)
+    notify_sub = notify.add_subparsers(dest="notify_command", required=True, metavar="ACTION")
+    ntest = notify_sub.add_parser("test", help="send a sample message to one receiver")
+    ntest.add_argument("-c", "--config", required=True)
+    ntest.add_argument("--receiver", required=True)
+    ntest.add_argument("--status", choices=["firing", "resolved"], default="firing")
+
     test = sub.add_parser("test", help="run rule unit tests", epilog=EXIT_CODES)
     test.add_argument("files", nargs="+", metavar="FILE")
     test.add_argument("--junit", metavar="FILE", help="also write a JUnit XML report")
@@ -165,6 +172,26 @@ def cmd_backtest(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_notify(args: argparse.Namespace) -> int:
+    from monitor.config import load_config
+    from monitor.runtime import SAMPLE, build
+    from notifiers.base import DeliveryError, Notification
+
+    rt = build(load_config(args.config))
+    if args.receiver not in rt.notifiers:
+        raise KpimonError(f"no receiver named {args.receiver!r} (receivers: "
+                          f"{', '.join(rt.notifiers)})")
+    alert = {**SAMPLE.alerts[0], "status": args.status}
+    sample = Notification(args.receiver, args.status, (alert,), SAMPLE.group_labels)
+    try:
+        rt.notifiers[args.receiver].send(sample)
+    except DeliveryError as exc:
+        raise KpimonError(f"{exc} ({'will be retried' if exc.retryable else 'permanent'} "
+                          "for real messages)") from None
+    print(f"sent a sample {args.status} message to {args.receiver}")
+    return 0
+
+
 def cmd_test(args: argparse.Namespace) -> int:
     from monitor.ruletest import run
 
@@ -193,7 +220,7 @@ def _parse_time(text: str, option: str = "--at") -> datetime:
 
 
 COMMANDS = {"run": cmd_run, "check": cmd_check, "eval": cmd_eval, "backtest": cmd_backtest,
-            "test": cmd_test,
+            "notify": cmd_notify, "test": cmd_test,
             "schema": cmd_schema}
 
 if __name__ == "__main__":

@@ -142,9 +142,13 @@ SAMPLE = Notification(
 
 def _check_template(loaded: LoadedConfig, templates: Templates, rc, index: int) -> list[Problem]:
     """Compile and render a receiver's template against a sample alert, in both statuses."""
-    name = getattr(rc, "template", None)
-    if not name:
-        return []
+    names = [n for n in (getattr(rc, a, None) for a in (
+        "template", "subject_template", "text_template", "html_template")) if n]
+    return [p for name in names for p in _check_one(loaded, templates, rc, index, name)]
+
+
+def _check_one(loaded: LoadedConfig, templates: Templates, rc, index: int,
+               name: str) -> list[Problem]:
     out = []
     for status in ("firing", "resolved"):
         sample = Notification(SAMPLE.receiver, status, SAMPLE.alerts, SAMPLE.group_labels)

@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+from notifiers.email import EmailNotifier
 from notifiers.log import LogNotifier
 from notifiers.slack import SlackNotifier
+from notifiers.telegram import TelegramNotifier
+from notifiers.webhook import WebhookNotifier
 
 NOTIFIER_TYPES: dict[str, type] = {
+    "email": EmailNotifier,
     "log": LogNotifier,
     "slack": SlackNotifier,
+    "telegram": TelegramNotifier,
+    "webhook": WebhookNotifier,
 }

@@ -1,0 +1,74 @@
+"""The ``webhook`` receiver: Alertmanager's webhook payload (version 4), optionally signed.
+
+With ``hmac_secret`` the body's HMAC-SHA256 is sent in ``X-Kpimon-Signature:
+sha256=<hex>`` so the receiving end can verify who sent it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+from typing import ClassVar, Literal
+
+import requests
+from pydantic import Field, SecretStr
+
+from notifiers.base import Notification, ReceiverConfig, RetryableError, http_failure
+
+SIGNATURE_HEADER = "X-Kpimon-Signature"
+
+
+class WebhookConfig(ReceiverConfig):
+    type: Literal["webhook"] = "webhook"
+    url: SecretStr = Field(description="May carry a token: use ${WEBHOOK_URL}.")
+    hmac_secret: SecretStr | None = None
+    timeout: float = Field(default=10.0, gt=0)
+
+
+def payload(n: Notification) -> dict:
+    """The Alertmanager webhook shape, so existing consumers work unchanged."""
+    def common(key: str) -> dict:
+        """Labels (or annotations) every alert of the group shares."""
+        first = n.alerts[0].get(key) or {}
+        return {k: v for k, v in first.items()
+                if all((a.get(key) or {}).get(k) == v for a in n.alerts)}
+
+    return {
+        "version": "4", "groupKey": json.dumps(n.group_labels, sort_keys=True),
+        "truncatedAlerts": 0, "status": n.status, "receiver": n.receiver,
+        "groupLabels": n.group_labels, "commonLabels": common("labels"),
+        "commonAnnotations": common("annotations"), "externalURL": "",
+        "alerts": [{
+            "status": a["status"], "labels": a["labels"], "annotations": a["annotations"],
+            "startsAt": a.get("startsAt"), "endsAt": a.get("endsAt") or "0001-01-01T00:00:00Z",
+            "generatorURL": a.get("generatorURL", ""),
+            "fingerprint": hashlib.sha256(json.dumps(a["labels"], sort_keys=True).encode())
+            .hexdigest()[:16],
+            "value": a.get("value"), "values": a.get("values", {}),
+        } for a in n.alerts],
+    }
+
+
+class WebhookNotifier:
+    config_model: ClassVar[type[ReceiverConfig]] = WebhookConfig
+
+    def __init__(self, config: WebhookConfig, renderer, session: requests.Session | None = None):
+        self.config, self.renderer = config, renderer
+        self.session = session or requests.Session()
+
+    def send(self, notification: Notification) -> None:
+        body = json.dumps(payload(notification), ensure_ascii=False).encode()
+        headers = {"Content-Type": "application/json"}
+        if self.config.hmac_secret is not None:
+            digest = hmac.new(self.config.hmac_secret.get_secret_value().encode(), body,
+                              hashlib.sha256).hexdigest()
+            headers[SIGNATURE_HEADER] = f"sha256={digest}"
+        try:
+            resp = self.session.post(self.config.url.get_secret_value(), data=body,
+                                     headers=headers, timeout=self.config.timeout)
+        except requests.RequestException as exc:
+            raise RetryableError(f"webhook {self.config.name}: {type(exc).__name__}") from None
+        if not 200 <= resp.status_code < 300:
+            raise http_failure(resp.status_code, resp.text, resp.headers.get("Retry-After"),
+                               f"webhook {self.config.name}")
