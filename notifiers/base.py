@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol
 
+import requests
 from pydantic import BaseModel, ConfigDict, Field
 
 from monitor.errors import KpimonError
@@ -57,6 +58,22 @@ class Notifier(Protocol):
     config_model: ClassVar[type[ReceiverConfig]]
 
     def send(self, notification: Notification) -> None: ...
+
+
+def post(session: requests.Session, url: str, what: str, timeout: float,
+         **kwargs: Any) -> requests.Response:
+    """POST with a timeout; a network failure is retryable and never shows the URL
+    (webhook URLs and bot tokens are secrets)."""
+    try:
+        return session.post(url, timeout=timeout, **kwargs)
+    except requests.RequestException as exc:
+        raise RetryableError(f"{what}: {type(exc).__name__}") from None
+
+
+def check(resp: requests.Response, what: str) -> None:
+    """Raise the classified failure of a non-2xx answer."""
+    if not 200 <= resp.status_code < 300:
+        raise http_failure(resp.status_code, resp.text, resp.headers.get("Retry-After"), what)
 
 
 def http_failure(status: int, body: str, retry_after: str | None, what: str) -> DeliveryError:

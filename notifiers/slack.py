@@ -12,12 +12,7 @@ from typing import ClassVar, Literal
 import requests
 from pydantic import Field, SecretStr
 
-from notifiers.base import (
-    Notification,
-    ReceiverConfig,
-    RetryableError,
-    http_failure,
-)
+from notifiers.base import Notification, ReceiverConfig, check, post
 
 SECTION_LIMIT = 3000
 BLOCK_LIMIT = 50
@@ -41,15 +36,9 @@ class SlackNotifier:
     def send(self, notification: Notification) -> None:
         text = self.renderer.render(self.config.template, notification, self.config.locale)
         payload = {"text": text[:FALLBACK_LIMIT], "blocks": blocks(text)}
-        try:
-            resp = self.session.post(self.config.webhook_url.get_secret_value(), json=payload,
-                                     timeout=self.config.timeout)
-        except requests.RequestException as exc:
-            # The URL is a secret: name the error's kind, never the request.
-            raise RetryableError(f"slack {self.config.name}: {type(exc).__name__}") from None
-        if not 200 <= resp.status_code < 300:
-            raise http_failure(resp.status_code, resp.text, resp.headers.get("Retry-After"),
-                               f"slack {self.config.name}")
+        what = f"slack {self.config.name}"
+        check(post(self.session, self.config.webhook_url.get_secret_value(), what,
+                   self.config.timeout, json=payload), what)
 
 
 def blocks(text: str) -> list[dict]:

@@ -12,7 +12,7 @@ from typing import ClassVar, Literal
 import requests
 from pydantic import Field, SecretStr
 
-from notifiers.base import Notification, ReceiverConfig, RetryableError, http_failure
+from notifiers.base import Notification, ReceiverConfig, http_failure, post
 
 LIMIT = 4096
 
@@ -64,10 +64,7 @@ class TelegramNotifier:
 
     def _post(self, url: str, body: dict) -> None:
         what = f"telegram {self.config.name}"
-        try:
-            resp = self.session.post(url, json=body, timeout=self.config.timeout)
-        except requests.RequestException as exc:
-            raise RetryableError(f"{what}: {type(exc).__name__}") from None  # URL has the token
+        resp = post(self.session, url, what, self.config.timeout, json=body)
         if resp.status_code == 200:
             return
         answer = _json(resp)

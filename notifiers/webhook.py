@@ -14,7 +14,7 @@ from typing import ClassVar, Literal
 import requests
 from pydantic import Field, SecretStr
 
-from notifiers.base import Notification, ReceiverConfig, RetryableError, http_failure
+from notifiers.base import Notification, ReceiverConfig, check, post
 
 SIGNATURE_HEADER = "X-Kpimon-Signature"
 
@@ -64,11 +64,6 @@ class WebhookNotifier:
             digest = hmac.new(self.config.hmac_secret.get_secret_value().encode(), body,
                               hashlib.sha256).hexdigest()
             headers[SIGNATURE_HEADER] = f"sha256={digest}"
-        try:
-            resp = self.session.post(self.config.url.get_secret_value(), data=body,
-                                     headers=headers, timeout=self.config.timeout)
-        except requests.RequestException as exc:
-            raise RetryableError(f"webhook {self.config.name}: {type(exc).__name__}") from None
-        if not 200 <= resp.status_code < 300:
-            raise http_failure(resp.status_code, resp.text, resp.headers.get("Retry-After"),
-                               f"webhook {self.config.name}")
+        what = f"webhook {self.config.name}"
+        check(post(self.session, self.config.url.get_secret_value(), what, self.config.timeout,
+                   data=body, headers=headers), what)

@@ -41,3 +41,15 @@ def load_ruleset(tmp_path: Path, text: str):
     path = write(tmp_path / "rules.yaml", text)
     templates = Templates([templates_dir()], catalog)
     return load_rules([path], Vocabulary(catalog, frozenset(catalog.measures)), templates)
+
+
+def self_signed_cert(folder: Path) -> tuple[Path, Path]:
+    """A certificate for 127.0.0.1 made with openssl: (cert, key)."""
+    import subprocess
+
+    cert, key = folder / "cert.pem", folder / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+                    "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+                    "-keyout", str(key), "-out", str(cert)],
+                   check=True, capture_output=True, timeout=60)
+    return cert, key

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import email
 import ssl
-import subprocess
 from email import policy
 
 import pytest
@@ -18,6 +17,7 @@ from monitor.runtime import SAMPLE
 from monitor.templating import Templates
 from notifiers.base import PermanentError, RetryableError
 from notifiers.email import EmailConfig, EmailNotifier
+from tests.conftest import self_signed_cert
 from tests.promserver import free_port
 
 
@@ -39,18 +39,15 @@ def authenticator(server, session, envelope, mechanism, data):
 
 @pytest.fixture
 def smtp(tmp_path):
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
-                    "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
-                    "-keyout", str(tmp_path / "key.pem"), "-out", str(tmp_path / "cert.pem")],
-                   check=True, capture_output=True, timeout=60)
+    cert, key = self_signed_cert(tmp_path)
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    context.load_cert_chain(tmp_path / "cert.pem", tmp_path / "key.pem")
+    context.load_cert_chain(cert, key)
     inbox, port = Inbox(), free_port()
     controller = Controller(inbox, hostname="127.0.0.1", port=port, tls_context=context,
                             require_starttls=True, authenticator=authenticator,
                             auth_require_tls=True)
     controller.start()
-    yield inbox, port, str(tmp_path / "cert.pem")
+    yield inbox, port, str(cert)
     controller.stop()
 
 

@@ -14,16 +14,13 @@ from exporters.exposition import Payload
 from monitor.errors import ConfigError
 from monitor.server import ApiContext, App, HttpServer
 from monitor.webconfig import BasicAuth, load_web_config, ssl_context
-from tests.conftest import write
+from tests.conftest import self_signed_cert, write
 
 
 @pytest.fixture
 def cert(tmp_path):
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
-                    "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
-                    "-keyout", str(tmp_path / "server.key"), "-out", str(tmp_path / "server.crt")],
-                   check=True, capture_output=True, timeout=60)
-    return tmp_path / "server.crt"
+    cert, _ = self_signed_cert(tmp_path)
+    return cert
 
 
 def serve(tmp_path, web_yml: str):
@@ -43,7 +40,7 @@ def serve(tmp_path, web_yml: str):
 def test_tls_and_basic_auth(tmp_path, cert):
     hashed = bcrypt.hashpw(b"s3cret", bcrypt.gensalt(rounds=4)).decode()
     server = serve(tmp_path, f"""
-        tls_server_config: {{cert_file: server.crt, key_file: server.key}}
+        tls_server_config: {{cert_file: cert.pem, key_file: key.pem}}
         basic_auth_users: {{prometheus: "{hashed}"}}
     """)
     url = f"https://127.0.0.1:{server.port}/metrics"
