@@ -141,6 +141,23 @@ class Route(Strict):
     routes: list[Route] = Field(default_factory=list)
 
 
+class InhibitRule(Strict):
+    """Alertmanager's inhibition: a firing source alert mutes matching target alerts
+    that share the ``equal`` labels (a critical CPA alert mutes the warning for the
+    same campaign; a source alert mutes that source's KPI alerts)."""
+
+    source_matchers: list[Matcher] = Field(min_length=1)
+    target_matchers: list[Matcher] = Field(min_length=1)
+    equal: list[str] = Field(default_factory=list)
+
+    def mutes(self, target: dict[str, str], source: dict[str, str]) -> bool:
+        return (all(m.matches(target) for m in self.target_matchers)
+                and all(m.matches(source) for m in self.source_matchers)
+                and all(target.get(k, "") == source.get(k, "") for k in self.equal)
+                # An alert matching both sides cannot inhibit itself.
+                and target != source)
+
+
 def _tagged(registry: dict[str, type]) -> Any:
     models = [cls.config_model for cls in registry.values()]
     return Annotated[reduce(or_, models), Field(discriminator="type")]
@@ -162,6 +179,7 @@ class Config(Strict):
     receivers: list[ReceiverSection] = Field(  # type: ignore[valid-type]
         default_factory=lambda: [{"type": "log", "name": "log"}])
     route: Route = Field(default_factory=lambda: Route(receiver="log"))
+    inhibit_rules: list[InhibitRule] = Field(default_factory=list)
     templates: list[str] = Field(default_factory=list, description="Extra template folders, "
                                  "searched before the built-in ones.")
     goals: list[GoalSpec] = Field(default_factory=list, description="Goals with targets and "

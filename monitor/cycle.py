@@ -151,10 +151,16 @@ def _advance_and_commit(rules: list[Rule], candidates: pl.DataFrame, runtime: Ru
     views = dispatch.AlertViews(health.with_source_rule(runtime.rules), runtime.catalog,
                                 cfg.global_.external_url)
     send_resolved = {r.name: r.send_resolved for r in cfg.receivers}
-    out = dispatch.outgoing(step.transitions, step.state, views, cfg.route, send_resolved,
-                            cfg.repeat_interval, now)
-    new_state = dispatch.mark_notified(step.state, out.notified, now)
     ids = [r.id for r in rules]
+    firing = []
+    if cfg.inhibit_rules:  # the labels of every alert firing now, any rule's
+        everything = alerts.replace_rules(live.alert_state, ids, step.state)
+        firing = [views.build(row)["labels"] for row in everything.filter(
+            pl.col("state") == alerts.AlertState.FIRING).iter_rows(named=True)
+                  if row["rule"] in views.known]
+    out = dispatch.outgoing(step.transitions, step.state, views, cfg.route, send_resolved,
+                            cfg.repeat_interval, now, cfg.inhibit_rules, firing)
+    new_state = dispatch.mark_notified(step.state, out.notified, now)
     with store.transaction() as conn:
         store.replace_alert_state(ids, new_state, conn)
         store.enqueue(out.messages, now, conn)

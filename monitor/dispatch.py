@@ -19,7 +19,7 @@ from typing import Any
 import polars as pl
 
 from monitor.alerts import STATE_SCHEMA, AlertState
-from monitor.config import Route
+from monitor.config import InhibitRule, Route
 from monitor.kpis import Catalog
 from monitor.rulefile import Rule, RuleSet
 
@@ -44,6 +44,7 @@ class AlertViews:
 
     def __init__(self, rules: RuleSet, catalog: Catalog, external_url: str = ""):
         self.rules, self.catalog, self.external_url = rules, catalog, external_url
+        self.known = {r.id for r in rules.rules}  # state rows of removed rules are skipped
 
     def build(self, row: dict[str, Any]) -> dict[str, Any]:
         rule = self.rules.rule(row["rule"])
@@ -140,10 +141,21 @@ def group(alerts: Iterable[tuple[Route, dict[str, Any]]], send_resolved: dict[st
     ]
 
 
+def inhibited(labels: dict[str, str], firing: Sequence[dict[str, str]],
+              rules: Sequence[InhibitRule]) -> bool:
+    """Stage 0: whether a firing alert elsewhere mutes this one."""
+    return any(rule.mutes(labels, source) for rule in rules for source in firing)
+
+
 def outgoing(step_transitions: pl.DataFrame, state: pl.DataFrame, views: AlertViews,
              tree: Route, send_resolved: dict[str, bool], repeat_interval: timedelta,
-             now: datetime) -> Outgoing:
-    """Messages for new firing and resolved alerts, plus repeats of old firing ones."""
+             now: datetime, inhibit: Sequence[InhibitRule] = (),
+             firing: Sequence[dict[str, str]] = ()) -> Outgoing:
+    """Messages for new firing and resolved alerts, plus repeats of old firing ones.
+
+    An inhibited alert is not notified (and so not marked notified); a resolved
+    message goes only to alerts whose firing was notified.
+    """
     now_us = int(now.timestamp() * 1e6)
     fired = step_transitions.filter(pl.col("state").is_in([AlertState.FIRING,
                                                            AlertState.RESOLVED]))
@@ -152,22 +164,17 @@ def outgoing(step_transitions: pl.DataFrame, state: pl.DataFrame, views: AlertVi
         (pl.col("state") == AlertState.FIRING) & pl.col("notified_at").is_not_null()
         & (pl.lit(now_us) - pl.col("notified_at") >= repeat_us)
     ).join(fired.select("rule", "series"), on=["rule", "series"], how="anti")
-    rows = [*fired.to_dicts(), *repeats.select(list(STATE_SCHEMA)).to_dicts()]
-    routed = _route_all(rows, views, tree)
+    rows = [r for r in [*fired.to_dicts(), *repeats.select(list(STATE_SCHEMA)).to_dicts()]
+            if r["state"] == AlertState.FIRING or r["notified_at"] is not None]
+    alerts = [(row, views.build(row)) for row in rows]
+    alerts = [(row, alert) for row, alert in alerts if not (
+        alert["status"] == "firing" and inhibit and inhibited(alert["labels"], firing, inhibit))]
+    routed = [(node, alert) for _, alert in alerts for node in route(tree, alert["labels"])]
     messages = group(routed, send_resolved)
     notified = pl.DataFrame(
-        [(r["rule"], r["series"]) for r in rows if r["state"] == AlertState.FIRING],
+        [(r["rule"], r["series"]) for r, _ in alerts if r["state"] == AlertState.FIRING],
         schema={"rule": pl.String, "series": pl.String}, orient="row")
     return Outgoing(messages, notified)
-
-
-def _route_all(rows: Sequence[dict[str, Any]], views: AlertViews, tree: Route,
-               ) -> list[tuple[Route, dict[str, Any]]]:
-    out = []
-    for row in rows:
-        alert = views.build(row)
-        out.extend((node, alert) for node in route(tree, alert["labels"]))
-    return out
 
 
 def mark_notified(state: pl.DataFrame, notified: pl.DataFrame, now: datetime) -> pl.DataFrame:
