@@ -6,28 +6,21 @@ import json
 from datetime import timedelta
 
 from tests.conftest import NOW, write
-from tests.test_pipeline import HOOK, Instance
+from tests.test_pipeline import HOOK, Instance, csv_slack_config
 
 
 def test_critical_mutes_warning_for_the_same_campaign_only(tmp_path, httpserver):
     httpserver.expect_request(HOOK).respond_with_data("ok")
     csv = write(tmp_path / "ads.csv", "date,campaign,cost,conversions\n"
                                       "2026-03-12,brand,1000,1\n2026-03-12,search,600,1\n")
-    config = write(tmp_path / "kpimon.yaml", f"""
-        global: {{timezone: UTC, locale: en_US}}
-        store: {{url: "sqlite:///k.db"}}
-        sources:
-          - {{name: ads, type: csv, path: ads.csv, dimensions: [campaign],
-              measures: [cost, conversions]}}
-        rule_files: [rules.yaml]
-        receivers:
-          - {{name: slack, type: slack, webhook_url: "{httpserver.url_for(HOOK)}"}}
-        route: {{receiver: slack, group_by: [alertname, campaign]}}
-        inhibit_rules:
-          - source_matchers: ['severity="critical"']
-            target_matchers: ['severity="warning"']
-            equal: [campaign]
-    """)
+    config = csv_slack_config(tmp_path, httpserver.url_for(HOOK),
+                              route="{receiver: slack, group_by: [alertname, campaign]}",
+                              extra="""
+inhibit_rules:
+  - source_matchers: ['severity="critical"']
+    target_matchers: ['severity="warning"']
+    equal: [campaign]
+""")
     write(tmp_path / "rules.yaml", """
         groups:
           - name: paid

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import textwrap
 from datetime import timedelta
 from pathlib import Path
 
@@ -42,12 +43,10 @@ class Instance:
         self.store.close()
 
 
-@pytest.fixture
-def setup(tmp_path, httpserver):
-    httpserver.expect_request(HOOK).respond_with_data("ok")
-    csv = write(tmp_path / "ads.csv", CSV_HEADER + "2026-03-12,brand,1000,1\n"
-                                                    "2026-03-12,search,1000,10\n")
-    config = write(tmp_path / "kpimon.yaml", f"""
+def csv_slack_config(tmp_path, hook_url: str, extra: str = "",
+                     route: str = "{receiver: slack, repeat_interval: 4h}"):
+    """A config: the csv source ads.csv, rules.yaml, one Slack receiver at ``hook_url``."""
+    return write(tmp_path / "kpimon.yaml", textwrap.dedent(f"""
         global: {{timezone: UTC, locale: en_US}}
         store: {{url: "sqlite:///state/k.db"}}
         sources:
@@ -55,9 +54,17 @@ def setup(tmp_path, httpserver):
               measures: [cost, conversions], lookback: 7d}}
         rule_files: [rules.yaml]
         receivers:
-          - {{name: slack, type: slack, webhook_url: "{httpserver.url_for(HOOK)}"}}
-        route: {{receiver: slack, repeat_interval: 4h}}
-    """)
+          - {{name: slack, type: slack, webhook_url: "{hook_url}"}}
+        route: {route}
+    """) + extra)
+
+
+@pytest.fixture
+def setup(tmp_path, httpserver):
+    httpserver.expect_request(HOOK).respond_with_data("ok")
+    csv = write(tmp_path / "ads.csv", CSV_HEADER + "2026-03-12,brand,1000,1\n"
+                                                    "2026-03-12,search,1000,10\n")
+    config = csv_slack_config(tmp_path, httpserver.url_for(HOOK))
     write(tmp_path / "rules.yaml", """
         groups:
           - name: paid
