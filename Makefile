@@ -25,12 +25,15 @@ run: $(VENV)/.installed
 check: $(VENV)/.installed
 	$(BIN)/kpimon check -c config.example.yaml
 
-# The suite runs the real Prometheus and promtool (Debian's package).
+# The suite runs the real Prometheus, promtool, Alertmanager and PostgreSQL
+# (Debian's packages); tests start their own servers on loopback ports.
 system-deps:
-	@command -v prometheus >/dev/null && command -v promtool >/dev/null || { \
+	@command -v prometheus >/dev/null && command -v promtool >/dev/null \
+	  && command -v prometheus-alertmanager >/dev/null \
+	  && ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { \
 	  $(SUDO) apt-get update -q && \
 	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q --no-install-recommends \
-	    prometheus; }
+	    prometheus prometheus-alertmanager postgresql; }
 
 test: $(VENV)/.installed-dev system-deps
 	$(BIN)/ruff check .

@@ -89,7 +89,7 @@ def poll_source(name: str, runtime: Runtime, store: Store, live: LiveState,
     try:
         frame = source.poll(start, end)
         with store.transaction() as conn:
-            rows = store.upsert_observations(name, frame, now, conn)
+            rows = store.replace_observations(name, frame, now, conn)
             store.record_success(name, now, conn)
     except KpimonError as exc:
         return _failed(name, live, health, str(exc), time.perf_counter() - t0)

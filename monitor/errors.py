@@ -44,7 +44,15 @@ class ConfigError(KpimonError):
 
 
 class SourceError(KpimonError):
-    """A source could not be read; the poll is refused and stored data kept."""
+    """A source could not be read; the poll is refused and stored data kept.
+
+    ``kind`` sorts failures for the ``kpimon_source_errors_total`` counter:
+    read (file or I/O), connect, timeout, http, auth, query, parse, rejected.
+    """
+
+    def __init__(self, message: str, kind: str = "read"):
+        super().__init__(message)
+        self.kind = kind
 
 
 class StoreError(KpimonError):

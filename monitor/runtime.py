@@ -15,7 +15,7 @@ from zoneinfo import ZoneInfo
 import jinja2
 
 from monitor.config import LoadedConfig
-from monitor.errors import ConfigError, Problem
+from monitor.errors import ConfigError, Problem, SourceError
 from monitor.expr import suggest
 from monitor.kpis import KPI, Better, Catalog, Level, Unit
 from monitor.rendering import NotificationRenderer
@@ -70,15 +70,21 @@ def build_catalog(loaded: LoadedConfig) -> Catalog:
 
 def build_sources(loaded: LoadedConfig, clock=None) -> dict[str, object]:
     tz = loaded.config.global_.timezone
-    out = {}
-    for cfg in loaded.config.sources:
+    out, problems = {}, []
+    for i, cfg in enumerate(loaded.config.sources):
         cls = SOURCE_TYPES[cfg.type]
-        kwargs = {"timezone": tz}
-        if cfg.type == "csv":
+        kwargs: dict[str, object] = {"timezone": tz}
+        if cfg.type == "demo":
+            if clock is not None:
+                kwargs["clock"] = clock
+        else:
             kwargs["base_dir"] = loaded.base_dir
-        if cfg.type == "demo" and clock is not None:
-            kwargs["clock"] = clock
-        out[cfg.name] = cls(cfg, **kwargs)
+        try:
+            out[cfg.name] = cls(cfg, **kwargs)
+        except SourceError as exc:
+            problems.append(loaded.doc.problem(("sources", i), str(exc)))
+    if problems:
+        raise ConfigError(problems)
     return out
 
 

@@ -1,9 +1,10 @@
 """The durable store: observations, alert state, the outbox and source state.
 
 SQLAlchemy Core over SQLite (the embedded default, in WAL mode) or PostgreSQL.
-Observations are upserted by ``(source, ts, labels)`` so a re-read of the last
-days overwrites restated numbers. Times are stored as integer microseconds since
-the epoch (UTC): exact, sortable and cheap to move into polars.
+A poll replaces the stored rows of the periods it returns, so a re-read of the
+last days overwrites restated numbers and never duplicates. Samples are keyed by
+``(ts, series_id)``; a series is a source's label set. Times are stored as
+integer microseconds since the epoch (UTC): exact, sortable, cheap for polars.
 """
 
 from __future__ import annotations
@@ -25,15 +26,26 @@ from monitor.sources.base import TS, TS_DTYPE, label_columns, label_key, measure
 
 metadata = sa.MetaData()
 
-observations = sa.Table(
-    "observations", metadata,
-    sa.Column("source", sa.String(200), primary_key=True),
+# A series is one source's label set; samples refer to it by a small integer, so
+# a million rows are written as (ts, id, measures), not with their labels each.
+series = sa.Table(
+    "series", metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("source", sa.String(200), nullable=False),
+    sa.Column("labels", sa.Text, nullable=False),  # canonical JSON of dimension labels
+    sa.UniqueConstraint("source", "labels", name="series_source_labels"),
+)
+
+samples = sa.Table(
+    "samples", metadata,
+    # Time first: polls write and re-read recent periods, so inserts append to
+    # the key's end and a range of periods is one contiguous scan.
     sa.Column("ts", sa.BigInteger, primary_key=True),  # period start, µs since epoch, UTC
-    sa.Column("labels", sa.Text, primary_key=True),  # canonical JSON of dimension labels
+    sa.Column("series_id", sa.Integer, primary_key=True),
     sa.Column("measures", sa.Text, nullable=False),  # JSON object of measure values
     sa.Column("updated_at", sa.BigInteger, nullable=False),
+    sqlite_with_rowid=False,
 )
-sa.Index("observations_ts", observations.c.ts)
 
 alert_state = sa.Table(
     "alert_state", metadata,
@@ -120,25 +132,69 @@ class Store:
 
     # --- observations ---------------------------------------------------------
 
-    def upsert_observations(self, source: str, frame: pl.DataFrame, now: datetime,
-                            conn: Connection | None = None) -> int:
-        """Insert or overwrite rows keyed by (source, ts, labels); returns the row count."""
+    def replace_observations(self, source: str, frame: pl.DataFrame, now: datetime,
+                             conn: Connection | None = None) -> int:
+        """Store a poll: for every period it holds, its rows replace the stored ones.
+
+        A poll is the truth for the periods it returns: restated numbers
+        overwrite, a segment that vanished from a re-read period is removed, and
+        periods the poll does not mention are left alone. Returns the row count.
+        """
         if frame.height == 0:
             return 0
-        rows = encode_observations(frame, source, to_micros(now))
-        stmt = self._insert(observations)
-        stmt = stmt.on_conflict_do_update(
-            index_elements=["source", "ts", "labels"],
-            set_={"measures": stmt.excluded.measures, "updated_at": stmt.excluded.updated_at},
+        encoded = frame.select(
+            pl.col(TS).dt.epoch("us").alias("ts"),
+            label_key(label_columns(frame)).alias("labels"),
+            label_key(measure_columns(frame)).alias("measures"),
         )
+        periods = encoded["ts"].unique().to_list()
         with self._conn(conn) as c:
-            for chunk in _chunks(rows, 5000):
-                c.execute(stmt, chunk)
+            ids = self._series_ids(c, source, encoded["labels"].unique())
+            # In key order: B-tree inserts then append instead of splitting pages.
+            rows = (encoded.join(ids, on="labels", how="left").sort("ts", "series_id")
+                    .select("ts", "series_id", "measures",
+                            pl.lit(to_micros(now), dtype=pl.Int64).alias("updated_at")).rows())
+            of_source = sa.select(series.c.id).where(series.c.source == source)
+            for chunk in _chunks(periods, 500):
+                c.execute(sa.delete(samples).where(samples.c.ts.in_(chunk),
+                                                   samples.c.series_id.in_(of_source)))
+            self._bulk_insert(c, samples, rows)
         return len(rows)
 
-    def load_observations(self, since: datetime) -> pl.DataFrame:
-        q = sa.select(observations.c.source, observations.c.ts, observations.c.labels,
-                      observations.c.measures).where(observations.c.ts >= to_micros(since))
+    def _series_ids(self, conn: Connection, source: str, labels: pl.Series) -> pl.DataFrame:
+        """``labels -> series_id`` for a source, creating the series not seen before."""
+        def known() -> pl.DataFrame:
+            rows = conn.execute(sa.select(series.c.labels, series.c.id)
+                                .where(series.c.source == source)).all()
+            return pl.DataFrame(rows, schema={"labels": pl.String, "series_id": pl.Int64},
+                                orient="row")
+        ids = known()
+        new = labels.filter(~labels.is_in(ids["labels"].implode())).to_list()
+        if new:
+            conn.execute(sa.insert(series), [{"source": source, "labels": lab} for lab in new])
+            ids = known()
+        return ids
+
+    def _bulk_insert(self, conn: Connection, table: sa.Table, rows: list[tuple]) -> None:
+        """executemany on the driver's cursor: a million rows in seconds, not minutes.
+
+        SQLAlchemy's Core insert builds a dict per row; the driver takes tuples.
+        Values are bound as parameters, never formatted into the statement.
+        """
+        mark = "?" if self.engine.dialect.paramstyle == "qmark" else "%s"
+        names = [c.name for c in table.columns]
+        sql = (f"INSERT INTO {table.name} ({', '.join(names)}) "
+               f"VALUES ({', '.join([mark] * len(names))})")
+        for chunk in _chunks(rows, 50_000):
+            conn.exec_driver_sql(sql, chunk)
+
+    def load_observations(self, since: datetime, until: datetime | None = None) -> pl.DataFrame:
+        """Stored rows with ``since <= ts < until`` as a wide frame (see decode_observations)."""
+        q = (sa.select(series.c.source, samples.c.ts, series.c.labels, samples.c.measures)
+             .join(series, series.c.id == samples.c.series_id)
+             .where(samples.c.ts >= to_micros(since)))
+        if until is not None:
+            q = q.where(samples.c.ts < to_micros(until))
         with self.engine.connect() as c:
             rows = c.execute(q).all()
         return decode_observations(rows)
@@ -208,19 +264,8 @@ class Store:
                 yield c
 
 
-def encode_observations(frame: pl.DataFrame, source: str, updated_at: int) -> list[dict]:
-    """Rows for the observations table; JSON is built column-wise by polars."""
-    encoded = frame.select(
-        pl.col(TS).dt.epoch("us").alias("ts"),
-        label_key(label_columns(frame)).alias("labels"),
-        label_key(measure_columns(frame)).alias("measures"),
-    )
-    return [{"source": source, "ts": ts, "labels": lab, "measures": mea, "updated_at": updated_at}
-            for ts, lab, mea in encoded.iter_rows()]
-
-
 def decode_observations(rows: Sequence[Any]) -> pl.DataFrame:
-    """The inverse of encode_observations: a wide frame with label and measure columns."""
+    """Stored rows as a wide frame: source, ts, labels (JSON), one column per label and measure."""
     if not rows:
         return pl.DataFrame(schema={"source": pl.String, TS: TS_DTYPE, "labels": pl.String})
     raw = pl.DataFrame([tuple(r) for r in rows], schema=["source", "ts", "labels", "measures"],
@@ -236,7 +281,7 @@ def decode_observations(rows: Sequence[Any]) -> pl.DataFrame:
     return out
 
 
-def _chunks(rows: list[dict], size: int) -> Iterator[list[dict]]:
+def _chunks(rows: list, size: int) -> Iterator[list]:
     for i in range(0, len(rows), size):
         yield rows[i:i + size]
 

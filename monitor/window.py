@@ -1,8 +1,8 @@
 """The window: the trailing history that rules read, as one in-memory polars frame.
 
 Loaded once from the store at start and updated after every poll: a poll's rows
-replace the rows with the same ``(source, ts, labels)`` key, exactly as the
-store's upsert does, so the window and the store never disagree. A Window is
+replace the source's rows of the periods it returns, exactly as the store does,
+so the window and the store never disagree. A Window is
 immutable; the daemon swaps the reference, so evaluation never sees half a merge.
 """
 
@@ -14,8 +14,6 @@ from datetime import datetime
 import polars as pl
 
 from monitor.sources.base import TS, TS_DTYPE, label_columns, label_key
-
-KEY = ["source", TS, "labels"]
 
 
 @dataclass(frozen=True)
@@ -30,12 +28,13 @@ class Window:
         return cls(pl.DataFrame(schema={"source": pl.String, TS: TS_DTYPE, "labels": pl.String}))
 
     def merge(self, source: str, polled: pl.DataFrame) -> Window:
-        """A new window with ``polled`` (one source's poll) upserted by key."""
+        """A new window where ``polled`` (one source's poll) replaces its periods."""
         if polled.height == 0:
             return self
         keyed = polled.with_columns(
             pl.lit(source).alias("source"), label_key(label_columns(polled)).alias("labels"))
-        kept = self.frame.join(keyed.select(KEY), on=KEY, how="anti")
+        periods = keyed.select("source", TS).unique()
+        kept = self.frame.join(periods, on=["source", TS], how="anti")
         # No sort: the engine finds periods by lookup, so row order does not matter.
         return Window(pl.concat([kept, keyed], how="diagonal_relaxed"))
 

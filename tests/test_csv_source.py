@@ -44,7 +44,7 @@ def test_poll_range_filters_rows(tmp_path):
 
 def test_missing_column_is_a_clear_error(tmp_path):
     text = GOOD.replace("conversions", "convs")
-    with pytest.raises(SourceError, match=r"source 'ads': .*ads.csv: missing column\(s\) "
+    with pytest.raises(SourceError, match=r"source 'ads': .*ads.csv: missing field\(s\) "
                                           "conversions"):
         source(tmp_path, text).poll(START, END)
 

@@ -148,7 +148,7 @@ def test_a_broken_csv_keeps_stored_data_and_the_alert(setup):
     csv.write_text("date,campaign,cost\n2026-03-12,brand,1000\n")  # conversions column gone
     app.cycle(NOW + timedelta(minutes=20))
     health = app.live.sources["ads"]
-    assert not health.up and "missing column(s) conversions" in health.last_error
+    assert not health.up and "missing field(s) conversions" in health.last_error
     states = dict(app.live.alert_state.select("rule", "state").iter_rows())
     assert states == {"CPAHigh": "firing", "KpimonSourceDown": "firing"}
     assert app.store.load_observations(NOW - timedelta(days=3)).height == 2
@@ -230,7 +230,7 @@ def test_a_failing_source_raises_a_source_alert_and_freezes_its_rules(setup):
     assert states == {"CPAHigh": "firing", "KpimonSourceDown": "firing"}
     texts = messages(server)
     assert len(texts) == 2 and "Source ads is failing" in texts[1]
-    assert "missing column(s) conversions" in texts[1]
+    assert "missing field(s) conversions" in texts[1]
     csv.write_text(good)
     app.cycle(NOW + timedelta(minutes=30))
     states = dict(app.live.alert_state.select("rule", "state").iter_rows())

@@ -25,10 +25,10 @@ def day(n):
 
 def test_reread_overwrites_restated_values(tmp_path):
     store = Store(f"sqlite:///{tmp_path / 'k.db'}")
-    store.upsert_observations("ads", obs([(day(2), "a", 100.0, 1.0), (day(1), "a", 100.0, 2.0)]),
+    store.replace_observations("ads", obs([(day(2), "a", 100.0, 1.0), (day(1), "a", 100.0, 2.0)]),
                               NOW)
     # Conversions for day 1 are restated upwards; day 2 is not re-read.
-    store.upsert_observations("ads", obs([(day(1), "a", 100.0, 5.0)]), NOW)
+    store.replace_observations("ads", obs([(day(1), "a", 100.0, 5.0)]), NOW)
     frame = store.load_observations(day(10)).sort(TS)
     assert frame["conversions"].to_list() == [1.0, 5.0]
     assert frame.height == 2
@@ -37,15 +37,15 @@ def test_reread_overwrites_restated_values(tmp_path):
 
 def test_same_labels_from_another_source_are_separate(tmp_path):
     store = Store(f"sqlite:///{tmp_path / 'k.db'}")
-    store.upsert_observations("a", obs([(day(1), "x", 1.0, 1.0)]), NOW)
-    store.upsert_observations("b", obs([(day(1), "x", 2.0, 1.0)]), NOW)
+    store.replace_observations("a", obs([(day(1), "x", 1.0, 1.0)]), NOW)
+    store.replace_observations("b", obs([(day(1), "x", 2.0, 1.0)]), NOW)
     assert sorted(store.load_observations(day(5))["cost"].to_list()) == [1.0, 2.0]
 
 
 def test_data_survives_reopening_the_file(tmp_path):
     path = f"sqlite:///{tmp_path / 'k.db'}"
     store = Store(path)
-    store.upsert_observations("ads", obs([(day(1), "a", 100.0, 2.0)]), NOW)
+    store.replace_observations("ads", obs([(day(1), "a", 100.0, 2.0)]), NOW)
     store.close()
     again = Store(path)
     frame = again.load_observations(day(3))

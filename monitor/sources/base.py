@@ -8,13 +8,16 @@ never precomputed ratios, so KPIs can be re-aggregated at any level.
 
 from __future__ import annotations
 
+import glob
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import ClassVar, Literal, Protocol
 
 import polars as pl
 from pydantic import BaseModel, ConfigDict, Field
 
 from monitor.durations import Duration
+from monitor.errors import SourceError
 
 TS = "ts"
 TS_DTYPE = pl.Datetime("us", "UTC")
@@ -86,3 +89,12 @@ def measure_columns(frame: pl.DataFrame) -> list[str]:
 def label_key(columns: list[str]) -> pl.Expr:
     """Canonical JSON of a row's labels: the series identity in the store and the window."""
     return pl.struct(columns).struct.json_encode() if columns else pl.lit("{}")
+
+
+def matching_files(pattern: str, base_dir: Path, source: str) -> list[str]:
+    """Files matching ``pattern`` (relative to the config's folder), sorted; one at least."""
+    full = pattern if Path(pattern).is_absolute() else str(base_dir / pattern)
+    files = sorted(glob.glob(full))
+    if not files:
+        raise SourceError(f"source {source!r}: no file matches {pattern!r}")
+    return files

@@ -1,47 +1,38 @@
-"""The ``csv`` source: a file or a glob of files with a timestamp column.
+"""The ``csv`` source: a file or a glob of files, as spreadsheets and ad cabinets export them.
 
-Columns are mapped to dimension labels and measures. Rows with a missing
-column, a non-numeric or negative count are rejected with a message naming the
-file, row and field; when any row is rejected and ``strict`` is set, the whole
-poll is refused (stored data is never touched by a refused poll).
+Files are decoded as utf-8 (with or without a BOM) or cp1251, which Russian
+exports still use; ``encoding: auto`` tries utf-8 first. The delimiter is
+detected from the header line unless given. Fields are mapped and validated by
+``tabular.parse_records``: bad rows are rejected with the file, line and field
+named, or the whole poll refused when the source is ``strict``.
 """
 
 from __future__ import annotations
 
-import glob
-import logging
+import csv
+import io
 from datetime import datetime
 from pathlib import Path
 from typing import ClassVar, Literal
 
 import polars as pl
-from pydantic import Field, field_validator
+from pydantic import Field
 
 from monitor.errors import SourceError
-from monitor.sources.base import TS, TS_DTYPE, SourceConfig
+from monitor.sources.base import TS, SourceConfig, empty_frame, matching_files
+from monitor.sources.tabular import ROW, TabularConfig, parse_records, report, require_fields
 
-log = logging.getLogger(__name__)
+DELIMITERS = ",;\t|"
 
 
-class CsvConfig(SourceConfig):
+class CsvConfig(TabularConfig):
     type: Literal["csv"] = "csv"
     path: str = Field(description="A file or a glob; relative paths are resolved "
                                   "against the config file's folder.")
-    timestamp: str = Field(default="date", description="The column holding the period start.")
-    timestamp_format: str | None = Field(default=None, description="strftime format; "
-                                         "ISO 8601 when omitted.")
-    timezone: str | None = Field(default=None, description="Zone of naive timestamps; "
-                                 "defaults to global.timezone.")
-    dimensions: dict[str, str] | list[str] = Field(default_factory=list)
-    measures: dict[str, str] | list[str]
-    delimiter: str = Field(default=",", min_length=1, max_length=1)
-    strict: bool = False
-
-    @field_validator("dimensions", "measures")
-    @classmethod
-    def _as_mapping(cls, v: dict[str, str] | list[str]) -> dict[str, str]:
-        """``[a, b]`` is shorthand for ``{a: a, b: b}`` (label or measure name: column)."""
-        return {name: name for name in v} if isinstance(v, list) else dict(v)
+    delimiter: str = Field(default="auto", description="One character, or 'auto' to detect "
+                           "',', ';', tab or '|' from the header line.")
+    encoding: Literal["auto", "utf-8", "cp1251"] = Field(
+        default="auto", description="'auto' reads utf-8 and falls back to cp1251.")
 
 
 class CsvSource:
@@ -62,86 +53,58 @@ class CsvSource:
     def measures(self) -> tuple[str, ...]:
         return tuple(self.config.measures)
 
-    def files(self) -> list[str]:
-        pattern = self.config.path
-        if not Path(pattern).is_absolute():
-            pattern = str(self.base_dir / pattern)
-        return sorted(glob.glob(pattern))
-
     def poll(self, start: datetime, end: datetime) -> pl.DataFrame:
-        files = self.files()
-        if not files:
-            raise SourceError(f"source {self.name!r}: no file matches {self.config.path!r}")
+        files = matching_files(self.config.path, self.base_dir, self.name)
         frames, rejected = [], 0
         for file in files:
-            frame, bad = self._read(file)
-            frames.append(frame)
-            rejected += bad
+            parsed = parse_records(self._read(file), self.config, self.tz)
+            report(parsed, self.name, file, self.config.strict)
+            frames.append(parsed.frame)
+            rejected += parsed.rejected
         self.rejected = rejected
-        out = pl.concat(frames, how="vertical")
+        out = pl.concat(frames, how="vertical") if frames else empty_frame(
+            self.dimensions, self.measures)
         return out.filter((pl.col(TS) >= start) & (pl.col(TS) < end))
 
-    def _read(self, file: str) -> tuple[pl.DataFrame, int]:
-        cfg = self.config
+    def _read(self, file: str) -> pl.DataFrame:
         try:
-            raw = pl.read_csv(file, separator=cfg.delimiter, infer_schema=False)
-        except (pl.exceptions.PolarsError, OSError) as exc:
-            raise SourceError(f"source {self.name!r}: cannot read {file}: {exc}") from None
-        wanted = [cfg.timestamp, *cfg.dimensions.values(), *cfg.measures.values()]
-        missing = [c for c in wanted if c not in raw.columns]
-        if missing:
-            raise SourceError(f"source {self.name!r}: {file}: missing column(s) "
-                              f"{', '.join(missing)}; found {', '.join(raw.columns)}")
-        raw = raw.with_row_index("_row", offset=2)  # line 1 is the header
-        parsed = raw.select(
-            "_row",
-            self._timestamp(pl.col(cfg.timestamp)).alias(TS),
-            *(pl.col(col).alias(label) for label, col in cfg.dimensions.items()),
-            *(pl.col(col).str.strip_chars().cast(pl.Float64, strict=False).alias(m)
-              for m, col in cfg.measures.items()),
-        )
-        problems = self._problems(raw, parsed)
-        bad_rows = problems.select("_row").unique()
-        if problems.height:
-            sample = "; ".join(problems.head(3)["problem"].to_list())
-            message = (f"source {self.name!r}: {file}: {bad_rows.height} row(s) rejected: "
-                       f"{sample}")
-            if cfg.strict:
-                raise SourceError(message)
-            log.warning("%s", message)
-        good = parsed.join(bad_rows, on="_row", how="anti").drop("_row")
-        return good, bad_rows.height
+            data = Path(file).read_bytes()
+        except OSError as exc:
+            raise SourceError(f"source {self.name!r}: cannot read {file}: {exc.strerror}") \
+                from None
+        text = self._decode(data, file)
+        delimiter = self.config.delimiter
+        if delimiter == "auto":
+            delimiter = detect_delimiter(text)
+        try:
+            raw = pl.read_csv(io.StringIO(text), separator=delimiter, infer_schema=False,
+                              truncate_ragged_lines=False)
+        except pl.exceptions.PolarsError as exc:
+            raise SourceError(f"source {self.name!r}: cannot parse {file}: {exc}",
+                              kind="parse") from None
+        require_fields(raw.columns, self.config, self.name, file)
+        # Line 1 is the header; this names lines correctly for files without
+        # quoted line breaks, which exports of daily figures never have.
+        return raw.select(self.config.fields()).with_row_index(ROW, offset=2)
 
-    def _timestamp(self, col: pl.Expr) -> pl.Expr:
-        fmt = self.config.timestamp_format
-        parsed = col.str.strip_chars().str.to_datetime(fmt, strict=False, time_unit="us")
-        return (parsed.dt.replace_time_zone(self.tz, ambiguous="earliest",
-                                            non_existent="null")
-                .dt.convert_time_zone("UTC").cast(TS_DTYPE))
-
-    def _problems(self, raw: pl.DataFrame, parsed: pl.DataFrame) -> pl.DataFrame:
-        """One row per (row, field) problem, with a message naming both."""
-        cfg = self.config
-        checks = [(pl.col(TS).is_null(), cfg.timestamp, "not a timestamp")]
-        for m, col in cfg.measures.items():
-            checks.append((pl.col(m).is_null() & pl.col(f"raw_{m}").is_not_null(), col,
-                           "not a number"))
-            checks.append((pl.col(m).is_nan() | pl.col(m).is_infinite(), col, "not finite"))
-            checks.append((pl.col(m) < 0, col, "negative count"))
-        frame = parsed.with_columns(
-            *(raw[col].alias(f"raw_{m}") for m, col in cfg.measures.items()),
-            raw[cfg.timestamp].alias("raw_ts"),
-        )
-        parts = []
-        for cond, field, what in checks:
-            source = "raw_ts" if field == cfg.timestamp else f"raw_{_measure_for(cfg, field)}"
-            parts.append(frame.filter(cond.fill_null(False)).select(
-                "_row",
-                pl.format("row {} field '{}': {} ({})", "_row", pl.lit(field), pl.lit(what),
-                          pl.col(source).fill_null("empty")).alias("problem"),
-            ))
-        return pl.concat(parts).sort("_row")
+    def _decode(self, data: bytes, file: str) -> str:
+        encoding = self.config.encoding
+        if encoding in ("auto", "utf-8"):
+            try:
+                return data.decode("utf-8-sig")
+            except UnicodeDecodeError as exc:
+                if encoding == "utf-8":
+                    raise SourceError(f"source {self.name!r}: {file} is not utf-8 (byte "
+                                      f"{exc.start}); set encoding: cp1251", kind="parse") \
+                        from None
+        return data.decode("cp1251")
 
 
-def _measure_for(cfg: CsvConfig, column: str) -> str:
-    return next(m for m, c in cfg.measures.items() if c == column)
+def detect_delimiter(text: str) -> str:
+    """The delimiter of a csv text, from its first lines; ',' when nothing else fits."""
+    sample = "\n".join(text[:65536].splitlines()[:20])
+    try:
+        return csv.Sniffer().sniff(sample, delimiters=DELIMITERS).delimiter
+    except csv.Error:
+        header = sample.splitlines()[0] if sample else ""
+        return max(DELIMITERS, key=header.count) if header else ","
