@@ -14,7 +14,12 @@ from dataclasses import dataclass
 
 import polars as pl
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
-from prometheus_client.core import GaugeMetricFamily, InfoMetricFamily, Metric
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    InfoMetricFamily,
+    Metric,
+)
 from prometheus_client.registry import Collector
 
 from monitor import __version__
@@ -32,6 +37,9 @@ class Views:
     runtime: Callable[[], object]  # -> monitor.runtime.Runtime
     outbox_counts: Callable[[], dict[str, int]]
     dropped: Callable[[], dict[str, int]] = dict  # rule -> KPI series over the limits
+
+ERROR_KINDS = ("read", "connect", "timeout", "http", "auth", "query", "parse", "rejected",
+               "store", "internal")
 
 
 class KpimonCollector(Collector):
@@ -95,13 +103,20 @@ class KpimonCollector(Collector):
                                       "Time of the last successful poll.", labels=["source"]),
             "rows": GaugeMetricFamily("kpimon_source_rows", "Rows stored by the last "
                                       "successful poll.", labels=["source"]),
-            "rejected": GaugeMetricFamily("kpimon_source_rows_rejected", "Rows rejected as "
-                                          "invalid by the last successful poll.",
+            "rejected": GaugeMetricFamily("kpimon_source_last_poll_rows_rejected", "Rows "
+                                          "rejected as invalid by the last successful poll.",
                                           labels=["source"]),
             "duration": GaugeMetricFamily("kpimon_source_poll_duration_seconds", "Duration "
                                           "of the last poll.", labels=["source"]),
             "failures": GaugeMetricFamily("kpimon_source_poll_failures", "Failed polls since "
                                           "start.", labels=["source"]),
+            "errors": CounterMetricFamily("kpimon_source_errors", "Failed polls by kind: "
+                                          + ", ".join(ERROR_KINDS) + ".",
+                                          labels=["source", "kind"]),
+            "rows_total": CounterMetricFamily("kpimon_source_rows_read", "Rows stored by "
+                                              "successful polls.", labels=["source"]),
+            "rejected_total": CounterMetricFamily("kpimon_source_rows_rejected", "Rows "
+                                                  "rejected as invalid.", labels=["source"]),
         }
         for name, h in sorted(live.sources.items()):
             fams["up"].add_metric([name], 1 if h.up else 0)
@@ -111,6 +126,11 @@ class KpimonCollector(Collector):
             fams["rejected"].add_metric([name], h.rejected)
             fams["duration"].add_metric([name], h.duration)
             fams["failures"].add_metric([name], h.failures)
+            errors = dict(h.errors)
+            for kind in ERROR_KINDS:  # every kind from 0, so rate() works from the start
+                fams["errors"].add_metric([name, kind], errors.get(kind, 0))
+            fams["rows_total"].add_metric([name], h.rows_total)
+            fams["rejected_total"].add_metric([name], h.rejected_total)
         yield from fams.values()
 
     def _goals(self, live) -> Iterator[Metric]:

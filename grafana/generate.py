@@ -164,7 +164,13 @@ def sources() -> dict:
             ("time() - kpimon_source_last_success_timestamp_seconds", "{{source}}")],
             unit="s", w=6),
         panel("Rows per poll", [("kpimon_source_rows", "{{source}}")], w=6),
-        panel("Rejected rows", [("kpimon_source_rows_rejected", "{{source}}")], w=6),
+        panel("Rejected rows per hour", [
+            ("increase(kpimon_source_rows_rejected_total[1h])", "{{source}}")], w=6),
+        panel("Failed polls per hour, by kind", [
+            ("sum by (source, kind) (increase(kpimon_source_errors_total[1h]))",
+             "{{source}} {{kind}}")], w=12,
+              description="read, connect, timeout, http, auth, query, parse, rejected (strict "
+                          "source), store, internal"),
         panel("Poll duration", [("kpimon_source_poll_duration_seconds", "{{source}}")],
               unit="s", w=12),
         panel("Rule group evaluation time", [

@@ -61,7 +61,12 @@ class GlobalConfig(Strict):
 class StoreConfig(Strict):
     url: str = Field(default="sqlite:///var/kpimon.db",
                      description="SQLAlchemy URL; relative SQLite paths are resolved "
-                                 "against the config file's folder.")
+                                 "against the config file's folder. PostgreSQL: "
+                                 "postgresql+psycopg://kpimon:${PGPASSWORD}@host/kpimon")
+    retention: Duration | None = Field(default="400d", description="Observations older than "
+                                       "this are deleted; null keeps everything.")
+    rollup_after: Duration | None = Field(default=None, description="Hourly rows older than "
+                                          "this are summed into one row per local day.")
 
 
 class ServerConfig(Strict):

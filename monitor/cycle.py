@@ -42,6 +42,14 @@ class SourceHealth:
     duration: float = 0.0
     polls: int = 0
     failures: int = 0
+    rows_total: int = 0  # since start, for counters
+    rejected_total: int = 0
+    errors: tuple[tuple[str, int], ...] = ()  # failures by kind (read, http, parse…)
+
+    def with_error(self, kind: str) -> tuple[tuple[str, int], ...]:
+        counts = dict(self.errors)
+        counts[kind] = counts.get(kind, 0) + 1
+        return tuple(sorted(counts.items()))
 
 
 @dataclass(frozen=True)
@@ -84,7 +92,7 @@ def poll_source(name: str, runtime: Runtime, store: Store, live: LiveState,
     source = runtime.sources[name]
     cfg = source.config
     health = live.sources.get(name, SourceHealth())
-    start, end = poll_range(now, cfg.lookback, health.last_success, cfg.backfill)
+    start, end = poll_range(now - cfg.offset, cfg.lookback, health.last_success, cfg.backfill)
     t0 = time.perf_counter()
     try:
         frame = source.poll(start, end)
@@ -92,14 +100,17 @@ def poll_source(name: str, runtime: Runtime, store: Store, live: LiveState,
             rows = store.replace_observations(name, frame, now, conn)
             store.record_success(name, now, conn)
     except KpimonError as exc:
-        return _failed(name, live, health, str(exc), time.perf_counter() - t0)
+        return _failed(name, live, health, str(exc), getattr(exc, "kind", "store"),
+                       time.perf_counter() - t0)
     except Exception as exc:  # a source bug must not stop the daemon
         log.exception("source %s failed unexpectedly", name)
-        return _failed(name, live, health, f"{type(exc).__name__}: {exc}",
+        return _failed(name, live, health, f"{type(exc).__name__}: {exc}", "internal",
                        time.perf_counter() - t0)
+    rejected = getattr(source, "rejected", 0)
     new = replace(health, up=True, last_success=now, last_error="", rows=rows,
-                  rejected=getattr(source, "rejected", 0), duration=time.perf_counter() - t0,
-                  polls=health.polls + 1)
+                  rejected=rejected, duration=time.perf_counter() - t0,
+                  polls=health.polls + 1, rows_total=health.rows_total + rows,
+                  rejected_total=health.rejected_total + rejected)
     with live.lock:
         live.window = live.window.merge(name, frame)
         live.sources = {**live.sources, name: new}
@@ -108,11 +119,11 @@ def poll_source(name: str, runtime: Runtime, store: Store, live: LiveState,
     return new
 
 
-def _failed(name: str, live: LiveState, health: SourceHealth, error: str,
+def _failed(name: str, live: LiveState, health: SourceHealth, error: str, kind: str,
             duration: float) -> SourceHealth:
-    log.error("source %s: poll failed, stored data kept: %s", name, error)
+    log.error("source %s: poll failed (%s), stored data kept: %s", name, kind, error)
     new = replace(health, up=False, last_error=error, duration=duration, polls=health.polls + 1,
-                  failures=health.failures + 1)
+                  failures=health.failures + 1, errors=health.with_error(kind))
     with live.lock:
         live.sources = {**live.sources, name: new}
     return new
@@ -138,7 +149,8 @@ def evaluate_group(group: Group, runtime: Runtime, store: Store, live: LiveState
 
 def evaluate_sources(runtime: Runtime, store: Store, live: LiveState, now: datetime) -> int:
     """Advance the built-in source alerts; returns how many changed state."""
-    intervals = {name: s.config.interval.total_seconds() for name, s in runtime.sources.items()}
+    intervals = {name: s.config.period(runtime.config.global_.timezone, now).total_seconds()
+                 for name, s in runtime.sources.items()}
     candidates = health.source_candidates(live.sources, intervals, now)
     step = _advance_and_commit([health.source_rule()], candidates, runtime, store, live, now)
     return step.transitions.height

@@ -36,6 +36,7 @@ from monitor.cycle import (
 from monitor.errors import ConfigError
 from monitor.evaluate import KPI_SCHEMA
 from monitor.outbox import Sender
+from monitor.retention import maintain
 from monitor.runtime import Runtime, build
 from monitor.server import ApiContext, App, HttpServer
 from monitor.store import Store
@@ -83,6 +84,7 @@ class Daemon:
         self._reload_lock = threading.Lock()
         self._slots: dict[str, tuple[datetime, timedelta]] = {}  # group -> (origin, interval)
         self._stop = threading.Event()
+        self._maintained = False
         self._reload_requested = threading.Event()
         host, port = listen or cfg.server.host_port
         app, tls = App(ApiContext(
@@ -104,10 +106,17 @@ class Daemon:
 
     def _schedule(self, first_eval_delay: timedelta = timedelta(seconds=2)) -> None:
         now = self.clock()
+        tz = self.runtime.config.global_.timezone
         for name, source in self.runtime.sources.items():
-            self.scheduler.add_job(self._poll, "interval", args=[name], id=f"poll:{name}",
-                                   seconds=source.config.interval.total_seconds(),
-                                   next_run_time=now, replace_existing=True)
+            cron = source.config.trigger(tz)
+            # A cron source still polls once at start, so a restart never waits for data.
+            if cron is not None:
+                self.scheduler.add_job(self._poll, cron, args=[name], id=f"poll:{name}",
+                                       next_run_time=now, replace_existing=True)
+            else:
+                self.scheduler.add_job(self._poll, "interval", args=[name], id=f"poll:{name}",
+                                       seconds=source.config.interval.total_seconds(),
+                                       next_run_time=now, replace_existing=True)
         default = self.runtime.config.global_.evaluation_interval
         for group in self.runtime.rules.groups:
             interval = group.interval or default
@@ -126,6 +135,8 @@ class Daemon:
                                next_run_time=now + first_eval_delay, replace_existing=True)
         self.scheduler.add_job(self._trim, "interval", id="trim", minutes=10,
                                replace_existing=True)
+        self.scheduler.add_job(self._maintain, "interval", id="maintain", hours=1,
+                               next_run_time=now + timedelta(minutes=1), replace_existing=True)
         self.scheduler.add_job(self._publish, "interval", id="publish", seconds=1,
                                replace_existing=True)
 
@@ -170,6 +181,13 @@ class Daemon:
         since = self.clock() - self.runtime.history - WINDOW_MARGIN
         with self.live.lock:
             self.live.window = self.live.window.trim(since)
+
+    def _maintain(self) -> None:
+        """Roll-up and retention: the whole store once after start, then the recent days."""
+        cfg = self.runtime.config
+        maintain(self.store, self.clock(), cfg.global_.timezone, cfg.store.retention,
+                 cfg.store.rollup_after, scan=timedelta(days=3) if self._maintained else None)
+        self._maintained = True
 
     def _job_event(self, event: JobExecutionEvent) -> None:
         if event.code == EVENT_JOB_MISSED:

@@ -127,9 +127,15 @@ def build(loaded: LoadedConfig, clock=None) -> Runtime:
             load_web_config(loaded.resolve(cfg.server.web_config_file))
         except ConfigError as exc:
             problems.extend(exc.problems)
+    runtime = Runtime(loaded, catalog, templates, renderer, rules, sources, notifiers)
+    retention = cfg.store.retention
+    if retention is not None and retention < runtime.history:
+        problems.append(loaded.doc.problem(("store", "retention"), (
+            f"retention {retention.days}d is shorter than the {runtime.history.days} days "
+            "the rules and goals read")))
     if problems:
         raise ConfigError(problems)
-    return Runtime(loaded, catalog, templates, renderer, rules, sources, notifiers)
+    return runtime
 
 
 SAMPLE = Notification(

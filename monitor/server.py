@@ -144,7 +144,8 @@ class App:
         return {"sources": [{
             "name": name, "up": h.up, "lastSuccess": h.last_success, "lastError": h.last_error,
             "rows": h.rows, "rejected": h.rejected, "pollDuration": h.duration,
-            "polls": h.polls, "failures": h.failures,
+            "polls": h.polls, "failures": h.failures, "rowsTotal": h.rows_total,
+            "rejectedTotal": h.rejected_total, "errors": dict(h.errors),
         } for name, h in sorted(live.sources.items())]}
 
     def status_page(self) -> str:

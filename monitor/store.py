@@ -158,7 +158,7 @@ class Store:
             for chunk in _chunks(periods, 500):
                 c.execute(sa.delete(samples).where(samples.c.ts.in_(chunk),
                                                    samples.c.series_id.in_(of_source)))
-            self._bulk_insert(c, samples, rows)
+            self.bulk_insert(c, samples, rows)
         return len(rows)
 
     def _series_ids(self, conn: Connection, source: str, labels: pl.Series) -> pl.DataFrame:
@@ -175,7 +175,7 @@ class Store:
             ids = known()
         return ids
 
-    def _bulk_insert(self, conn: Connection, table: sa.Table, rows: list[tuple]) -> None:
+    def bulk_insert(self, conn: Connection, table: sa.Table, rows: list[tuple]) -> None:
         """executemany on the driver's cursor: a million rows in seconds, not minutes.
 
         SQLAlchemy's Core insert builds a dict per row; the driver takes tuples.

@@ -14,7 +14,8 @@ from pathlib import Path
 from typing import ClassVar, Literal, Protocol
 
 import polars as pl
-from pydantic import BaseModel, ConfigDict, Field
+from apscheduler.triggers.cron import CronTrigger
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from monitor.durations import Duration
 from monitor.errors import SourceError
@@ -31,12 +32,41 @@ class SourceConfig(BaseModel):
 
     name: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_.-]*$")
     type: str
-    interval: Duration = Field(default="5m", description="How often to poll.")
+    interval: Duration = Field(default="5m", description="How often to poll (unless "
+                               "schedule is set).")
+    schedule: str | None = Field(default=None, description="A cron expression (minute hour "
+                                 "day month weekday, in global.timezone) to poll on instead of "
+                                 "the interval, e.g. '15 */2 * * *'.")
+    offset: Duration = Field(default="0s", description="Read up to now minus this: for "
+                             "platforms whose latest figures are still being counted.")
     lookback: Duration = Field(
         default="2d", description="Window re-read on every poll; restated values overwrite."
     )
     backfill: Duration = Field(default="56d", description="History read on the first poll.")
     granularity: Literal["day", "hour"] = "day"
+
+    @field_validator("schedule")
+    @classmethod
+    def _valid_cron(cls, v: str | None) -> str | None:
+        if v is not None:
+            try:
+                CronTrigger.from_crontab(v)
+            except ValueError as exc:
+                raise ValueError(f"not a cron expression: {exc}") from None
+        return v
+
+    def trigger(self, timezone: str) -> CronTrigger | None:
+        return CronTrigger.from_crontab(self.schedule, timezone=timezone) if self.schedule \
+            else None
+
+    def period(self, timezone: str, now: datetime) -> timedelta:
+        """The usual time between polls: the interval, or the cron's gap after ``now``."""
+        trigger = self.trigger(timezone)
+        if trigger is None:
+            return self.interval
+        first = trigger.get_next_fire_time(None, now)
+        second = trigger.get_next_fire_time(first, first + timedelta(seconds=1))
+        return second - first if first and second else self.interval
 
 
 class Source(Protocol):

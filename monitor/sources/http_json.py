@@ -83,7 +83,8 @@ class HttpJsonSource:
         self.rejected = 0
         self.sleep = sleep
         parts = urlsplit(config.url)
-        self.safe_url = f"{parts.scheme}://{parts.hostname}{parts.path}"  # no query, no userinfo
+        port = f":{parts.port}" if parts.port else ""
+        self.safe_url = f"{parts.scheme}://{parts.hostname}{port}{parts.path}"  # no query or user
         self.session = requests.Session()
 
     @property

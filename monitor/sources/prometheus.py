@@ -48,7 +48,8 @@ class PrometheusSource:
         self.name = config.name
         self.rejected = 0
         parts = urlsplit(config.url)
-        self.safe_url = f"{parts.scheme}://{parts.hostname}:{parts.port or ''}{parts.path}"
+        port = f":{parts.port}" if parts.port else ""
+        self.safe_url = f"{parts.scheme}://{parts.hostname}{port}{parts.path}"
         self.step = STEP[config.granularity]
         self.tz = ZoneInfo(timezone)
 

@@ -68,14 +68,16 @@ class SqlSource:
 
     def poll(self, start: datetime, end: datetime) -> pl.DataFrame:
         try:
-            with self.engine.connect() as conn:
+            conn = self.engine.connect()
+        except sa.exc.SQLAlchemyError as exc:
+            raise SourceError(f"source {self.name!r}: {self.safe_url}: {_reason(exc)}",
+                              kind="connect") from None
+        try:
+            with conn:
                 result = conn.execute(sa.text(self.config.query), self._bind(start, end))
                 columns = list(result.keys())
                 # The driver's tuples, not Row objects: a million rows a second faster.
                 rows = result.cursor.fetchall() if result.cursor else []
-        except sa.exc.OperationalError as exc:
-            raise SourceError(f"source {self.name!r}: {self.safe_url}: {_reason(exc)}",
-                              kind="connect") from None
         except sa.exc.SQLAlchemyError as exc:
             raise SourceError(f"source {self.name!r}: query failed: {_reason(exc)}",
                               kind="query") from None
