@@ -198,12 +198,16 @@ def test_metrics_show_the_failing_source_down_and_the_kpis(setup):
     families = {f.name: f for f in text_string_to_metric_families(
         generate_latest(registry).decode())}
     assert [s.value for s in families["kpimon_source_up"].samples] == [1.0]
-    assert [s.value for s in families["kpimon_source_rows_rejected"].samples] == [1.0]
+    rejected = families["kpimon_source_rows_rejected"].samples
+    assert [(s.name, s.value) for s in rejected] == [("kpimon_source_rows_rejected_total", 1.0)]
     csv.write_text("date,campaign\n2026-03-12,brand\n")
     app.cycle(NOW + timedelta(minutes=2))
     families = {f.name: f for f in text_string_to_metric_families(
         generate_latest(registry).decode())}
     assert [s.value for s in families["kpimon_source_up"].samples] == [0.0]
+    errors = {s.labels["kind"]: s.value for s in families["kpimon_source_errors"].samples}
+    assert errors["parse"] == 1.0 and errors["http"] == 0.0
+    assert app.live.sources["ads"].rows_total == 2  # 2 rows, then the only row rejected
     kpi = {s.labels["campaign"]: s.value for s in families["kpimon_kpi_value"].samples}
     assert kpi == {"brand": 1000.0, "search": 100.0}, "stored data still evaluated"
     alert = families["kpimon_alerts"].samples[0]
