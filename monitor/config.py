@@ -9,19 +9,21 @@ one entry in one dict. The loaded config is frozen: nothing mutates it.
 from __future__ import annotations
 
 import re
-from datetime import timedelta
+from datetime import datetime, timedelta
 from functools import reduce
 from operator import or_
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from apscheduler.triggers.cron import CronTrigger
 from babel import Locale, UnknownLocaleError
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from monitor.durations import Duration
 from monitor.goals import GoalSpec
 from monitor.sources import SOURCE_TYPES
+from monitor.timeintervals import TimeInterval
 from monitor.yamlsrc import Located, load_yaml, validate
 from notifiers import NOTIFIER_TYPES
 
@@ -138,12 +140,56 @@ class Matcher(Strict):
 
 
 class Route(Strict):
+    """A node of the route tree; unset timing and grouping are inherited from the parent."""
+
     receiver: str | None = None
     matchers: list[Matcher] = Field(default_factory=list)
     group_by: list[str] | None = None
+    group_wait: Duration | None = Field(default=None, description="How long a new group "
+                                        "waits for more alerts before its first message "
+                                        "(root default 0s).")
+    group_interval: Duration | None = Field(default=None, description="How long after a "
+                                            "group's message the next one may go (root "
+                                            "default 1m).")
     repeat_interval: Duration | None = None
+    mute_time_intervals: list[str] = Field(default_factory=list, description="Named time "
+                                           "intervals when this route is silent; messages are "
+                                           "held until they end.")
+    active_time_intervals: list[str] = Field(default_factory=list, description="Named time "
+                                             "intervals outside which this route is silent.")
+    digest: str | None = Field(default=None, description="A cron expression: collect this "
+                               "route's alerts into one message sent at those times.")
     continue_: bool = Field(default=False, alias="continue")
     routes: list[Route] = Field(default_factory=list)
+
+    @field_validator("digest")
+    @classmethod
+    def _cron(cls, v: str | None) -> str | None:
+        if v is not None:
+            try:
+                CronTrigger.from_crontab(v)
+            except ValueError as exc:
+                raise ValueError(f"not a cron expression: {exc}") from None
+        return v
+
+
+class SilenceSpec(Strict):
+    """A silence kept in git: alerts matching every matcher are not notified meanwhile."""
+
+    matchers: list[Matcher] = Field(min_length=1)
+    starts_at: datetime | None = Field(default=None, description="ISO 8601 with an offset; "
+                                       "from the start when omitted.")
+    ends_at: datetime
+    comment: str = ""
+    created_by: str = ""
+
+    @model_validator(mode="after")
+    def _order(self) -> SilenceSpec:
+        if self.starts_at is not None and self.ends_at <= self.starts_at:
+            raise ValueError("ends_at must be after starts_at")
+        if self.ends_at.tzinfo is None:
+            raise ValueError("ends_at needs a time zone offset, e.g. 2026-03-14T09:00:00+03:00")
+        return self
 
 
 class InhibitRule(Strict):
@@ -189,6 +235,10 @@ class Config(Strict):
                                  "searched before the built-in ones.")
     goals: list[GoalSpec] = Field(default_factory=list, description="Goals with targets and "
                                   "periods; their pace is exported for boards.")
+    time_intervals: list[TimeInterval] = Field(default_factory=list, description="Named "
+                                               "times for routes to mute or be active in.")
+    silences: list[SilenceSpec] = Field(default_factory=list, description="Silences kept in "
+                                        "git; ad hoc ones go through the API or CLI.")
 
     @model_validator(mode="after")
     def _references(self) -> Config:
@@ -206,11 +256,24 @@ class Config(Strict):
             if receiver not in names:
                 raise ValueError(f"route names receiver {receiver!r}, which is not defined "
                                  f"(defined: {', '.join(names)})")
+        intervals = {i.name for i in self.time_intervals}
+        for name in _route_intervals(self.route):
+            if name not in intervals:
+                raise ValueError(f"route names time interval {name!r}, which is not defined "
+                                 f"(defined: {', '.join(sorted(intervals)) or 'none'})")
         return self
+
+    def interval(self, name: str) -> TimeInterval:
+        return next(i for i in self.time_intervals if i.name == name)
 
     @property
     def repeat_interval(self) -> timedelta:
         return self.route.repeat_interval or timedelta(hours=4)
+
+
+def _route_intervals(route: Route) -> list[str]:
+    own = [*route.mute_time_intervals, *route.active_time_intervals]
+    return own + [n for child in route.routes for n in _route_intervals(child)]
 
 
 def _route_receivers(route: Route) -> list[str]:

@@ -16,7 +16,7 @@ from datetime import datetime, timedelta
 
 import polars as pl
 
-from monitor import alerts, dispatch, health
+from monitor import alerts, dispatch, health, silences
 from monitor.errors import KpimonError
 from monitor.evaluate import Evaluation, evaluate
 from monitor.goals import GOAL_SCHEMA, evaluate_goals
@@ -24,6 +24,7 @@ from monitor.rulefile import Group, Rule
 from monitor.runtime import Runtime
 from monitor.sources.base import poll_range
 from monitor.store import Store
+from monitor.timing import Timing
 from monitor.window import Window
 
 log = logging.getLogger("kpimon")
@@ -170,8 +171,13 @@ def _advance_and_commit(rules: list[Rule], candidates: pl.DataFrame, runtime: Ru
         firing = [views.build(row)["labels"] for row in everything.filter(
             pl.col("state") == alerts.AlertState.FIRING).iter_rows(named=True)
                   if row["rule"] in views.known]
-    out = dispatch.outgoing(step.transitions, step.state, views, cfg.route, send_resolved,
-                            cfg.repeat_interval, now, cfg.inhibit_rules, firing)
+    policy = dispatch.Policy(
+        tree=cfg.route, send_resolved=send_resolved, repeat_interval=cfg.repeat_interval,
+        inhibit=cfg.inhibit_rules, firing=firing,
+        silences=[*runtime.silences, *silences.stored(store)],
+        timing=Timing({i.name: i for i in cfg.time_intervals},
+                      store.last_sent(now - timedelta(days=1)), cfg.global_.timezone))
+    out = dispatch.outgoing(step.transitions, step.state, views, policy, now)
     new_state = dispatch.mark_notified(step.state, out.notified, now)
     with store.transaction() as conn:
         store.replace_alert_state(ids, new_state, conn)

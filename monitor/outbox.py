@@ -1,18 +1,30 @@
-"""The sender: drains the durable outbox through the notifiers, with backoff.
+"""The sender: drains the durable outbox through the notifiers, in order, with backoff.
 
-Each message is marked in the store after its delivery: ``sent``, retried later
-with exponential backoff (honouring a server's Retry-After), or ``dead`` after
-a permanent failure or too many attempts. A failing receiver never blocks the
-others: due messages of every receiver are tried on each pass.
+Per receiver, messages go in the order they were queued. A message held for
+later (group_wait, group_interval, a muted time, a digest) does not block the
+others; a message in backoff after a failure blocks its receiver, so nothing
+overtakes it and a receiver that is down is not hammered. When a message is
+due, every pending message of its group is merged into one notification (the
+latest state of each alert wins) and, once delivered, all are marked sent with
+the group's entry in the notification log, in one transaction.
+
+Failures: retried with exponential backoff (honouring a server's Retry-After)
+up to ``max_attempts``; a permanent failure (a 4xx, a receiver no longer
+configured) or the last attempt dead-letters the message with a log line and
+the ``dead`` outcome. Receivers' rate limits (Slack about one message a second
+per webhook, Telegram one a second per chat and twenty a minute per group) are
+kept by a sliding window each.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable, Mapping
+from collections import deque
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from monitor.store import Store, to_micros
 from notifiers.base import DeliveryError, Notification
@@ -24,7 +36,7 @@ log = logging.getLogger("kpimon.outbox")
 class Backoff:
     initial: timedelta = timedelta(seconds=2)
     maximum: timedelta = timedelta(minutes=5)
-    max_attempts: int = 12
+    max_attempts: int = 40  # at the 5-minute ceiling: about three hours of retrying
 
     def delay(self, attempts: int, retry_after: float | None) -> timedelta:
         delay = min(self.initial * (2 ** max(attempts - 1, 0)), self.maximum)
@@ -33,57 +45,109 @@ class Backoff:
         return delay
 
 
+class RateLimiter:
+    """Sliding windows of recent sends: ``[(count, per), ...]`` must all allow one more."""
+
+    def __init__(self, limits: Sequence[tuple[int, timedelta]]):
+        self.limits = list(limits)
+        longest = max((per for _, per in self.limits), default=timedelta(0))
+        self.longest = longest
+        self.sent: deque[datetime] = deque()
+
+    def allows(self, now: datetime) -> bool:
+        while self.sent and now - self.sent[0] >= self.longest:
+            self.sent.popleft()
+        return all(sum(1 for t in self.sent if now - t < per) < count
+                   for count, per in self.limits)
+
+    def record(self, now: datetime) -> None:
+        if self.limits:
+            self.sent.append(now)
+
+
 Outcome = Callable[[str, str], None]  # (receiver, outcome) for metrics
 
 
 class Sender:
-    def __init__(self, store: Store, notifiers: Mapping[str, object], backoff: Backoff = Backoff(),
+    def __init__(self, store: Store, notifiers: Mapping[str, Any], backoff: Backoff = Backoff(),
                  on_outcome: Outcome | None = None):
         self.store, self.notifiers, self.backoff = store, notifiers, backoff
         self.on_outcome = on_outcome or (lambda receiver, outcome: None)
+        self.limiters = {name: RateLimiter(getattr(n, "rate_limits", ()))
+                         for name, n in notifiers.items()}
 
     def drain(self, now: datetime) -> int:
-        """Try every due message once; returns how many were delivered."""
+        """One pass over the pending messages; returns how many notifications went out."""
         delivered = 0
-        blocked: set[str] = set()  # a receiver that failed this pass waits for its backoff
-        for msg in self.store.due_messages(now, limit=500):
-            if msg.receiver in blocked:
+        blocked: set[str] = set()
+        done: set[int] = set()  # merged into a notification already this pass
+        for msg in self.store.pending_messages():
+            if msg.receiver in blocked or msg.id in done:
                 continue
-            if self._deliver(msg, now):
+            if msg.next_attempt_at > to_micros(now):
+                if msg.attempts > 0:  # in backoff: nothing may overtake it
+                    blocked.add(msg.receiver)
+                continue  # held for later: the others go on
+            limiter = self.limiters.get(msg.receiver)
+            if limiter is not None and not limiter.allows(now):
+                blocked.add(msg.receiver)
+                continue
+            members = (self.store.group_pending(msg.receiver, msg.group_key)
+                       if msg.group_key else [msg])
+            done.update(m.id for m in members)
+            if self._deliver(msg, members, now):
                 delivered += 1
+                if limiter is not None:
+                    limiter.record(now)
             else:
                 blocked.add(msg.receiver)
         return delivered
 
-    def _deliver(self, msg, now: datetime) -> bool:
-        notifier = self.notifiers.get(msg.receiver)
-        attempts = msg.attempts + 1
+    def _deliver(self, head, members: list, now: datetime) -> bool:
+        notifier = self.notifiers.get(head.receiver)
+        attempts = head.attempts + 1
+        ids = [m.id for m in members]
         if notifier is None:
-            self._dead(msg, attempts, f"receiver {msg.receiver!r} is no longer configured")
+            self._dead(head, ids, attempts, f"receiver {head.receiver!r} is no longer "
+                                            "configured")
             return False
-        payload = json.loads(msg.payload)
-        notification = Notification(msg.receiver, payload["status"], tuple(payload["alerts"]),
-                                    payload.get("groupLabels", {}))
+        notification = merge(head.receiver, [json.loads(m.payload) for m in members])
         try:
             notifier.send(notification)
         except DeliveryError as exc:
             if exc.retryable and attempts < self.backoff.max_attempts:
                 delay = self.backoff.delay(attempts, exc.retry_after)
                 log.warning("delivery to %s failed (attempt %d), retrying in %s: %s",
-                            msg.receiver, attempts, delay, exc)
-                self.store.mark_message(msg.id, attempts=attempts, last_error=str(exc),
+                            head.receiver, attempts, delay, exc)
+                self.store.mark_message(head.id, attempts=attempts, last_error=str(exc),
                                         next_attempt_at=to_micros(now + delay))
-                self.on_outcome(msg.receiver, "retry")
+                self.on_outcome(head.receiver, "retry")
             else:
-                self._dead(msg, attempts, str(exc))
+                self._dead(head, ids, attempts, str(exc))
             return False
-        self.store.mark_message(msg.id, status="sent", attempts=attempts, sent_at=to_micros(now),
-                                last_error=None)
-        self.on_outcome(msg.receiver, "sent")
+        self.store.mark_sent(ids, head.receiver, head.group_key, now, attempts)
+        self.on_outcome(head.receiver, "sent")
         return True
 
-    def _dead(self, msg, attempts: int, error: str) -> None:
-        log.error("message %d to %s dead-lettered after %d attempt(s): %s", msg.id,
-                  msg.receiver, attempts, error)
-        self.store.mark_message(msg.id, status="dead", attempts=attempts, last_error=error)
-        self.on_outcome(msg.receiver, "dead")
+    def _dead(self, head, ids: list[int], attempts: int, error: str) -> None:
+        log.error("message %s to %s dead-lettered after %d attempt(s): %s",
+                  ",".join(map(str, ids)), head.receiver, attempts, error)
+        for msg_id in ids:
+            self.store.mark_message(msg_id, status="dead", attempts=attempts, last_error=error)
+        self.on_outcome(head.receiver, "dead")
+
+
+def merge(receiver: str, payloads: list[dict[str, Any]]) -> Notification:
+    """One notification from a group's queued payloads: each alert once, its latest state."""
+    latest: dict[str, dict[str, Any]] = {}
+    for payload in payloads:
+        for alert in payload["alerts"]:
+            key = json.dumps(alert["labels"], sort_keys=True)
+            latest.pop(key, None)  # re-insert: keeps the order of the latest updates
+            latest[key] = alert
+    alerts = tuple(latest.values())
+    last = payloads[-1]
+    status = last["status"]
+    if last.get("digest"):
+        status = "firing" if any(a["status"] == "firing" for a in alerts) else "resolved"
+    return Notification(receiver, status, alerts, last.get("groupLabels", {}))

@@ -42,6 +42,13 @@ class Runtime:
         return self.loaded.config
 
     @property
+    def silences(self) -> list:
+        """The silences kept in the config (the store holds the ad hoc ones)."""
+        from monitor.silences import from_config
+
+        return from_config(self.config.silences)
+
+    @property
     def tz(self) -> ZoneInfo:
         return ZoneInfo(self.config.global_.timezone)
 

@@ -72,8 +72,30 @@ outbox = sa.Table(
     sa.Column("next_attempt_at", sa.BigInteger, nullable=False),
     sa.Column("sent_at", sa.BigInteger),
     sa.Column("last_error", sa.Text),
+    # Messages of one alert group to one receiver share a key; the sender merges
+    # the pending ones into one notification (group_wait, group_interval, digests).
+    sa.Column("group_key", sa.Text),
 )
 sa.Index("outbox_due", outbox.c.status, outbox.c.next_attempt_at)
+
+# The notification log: when each group was last sent to each receiver.
+notification_log = sa.Table(
+    "notification_log", metadata,
+    sa.Column("receiver", sa.String(200), primary_key=True),
+    sa.Column("group_key", sa.Text, primary_key=True),
+    sa.Column("sent_at", sa.BigInteger, nullable=False),
+)
+
+silences = sa.Table(
+    "silences", metadata,
+    sa.Column("id", sa.String(64), primary_key=True),
+    sa.Column("matchers", sa.Text, nullable=False),  # JSON list of "name op value"
+    sa.Column("starts_at", sa.BigInteger, nullable=False),
+    sa.Column("ends_at", sa.BigInteger, nullable=False),
+    sa.Column("created_by", sa.Text, nullable=False),
+    sa.Column("comment", sa.Text, nullable=False),
+    sa.Column("updated_at", sa.BigInteger, nullable=False),
+)
 
 source_state = sa.Table(
     "source_state", metadata,
@@ -114,9 +136,17 @@ class Store:
             sa.event.listen(self.engine, "connect", _sqlite_pragmas)
         try:
             metadata.create_all(self.engine)
+            self._add_missing_columns()
         except sa.exc.SQLAlchemyError as exc:
             raise StoreError(f"store: cannot open {_redact(url)}: {exc.__class__.__name__}: "
                              f"{exc.orig if hasattr(exc, 'orig') else exc}") from None
+
+    def _add_missing_columns(self) -> None:
+        """Columns added since a store was created (create_all only makes new tables)."""
+        existing = {c["name"] for c in sa.inspect(self.engine).get_columns("outbox")}
+        if "group_key" not in existing:
+            with self.engine.begin() as c:
+                c.exec_driver_sql("ALTER TABLE outbox ADD COLUMN group_key TEXT")
 
     def close(self) -> None:
         self.engine.dispose()
@@ -228,23 +258,50 @@ class Store:
 
     # --- outbox ---------------------------------------------------------------
 
-    def enqueue(self, messages: Sequence[tuple[str, dict]], now: datetime,
-                conn: Connection) -> None:
+    def enqueue(self, messages: Sequence[Any], now: datetime, conn: Connection) -> None:
+        """Queue dispatch Messages (receiver, payload, group_key, not_before)."""
         if not messages:
             return
         at = to_micros(now)
         conn.execute(sa.insert(outbox), [
-            {"created_at": at, "receiver": r, "payload": json.dumps(p, ensure_ascii=False),
-             "status": "pending", "attempts": 0, "next_attempt_at": at}
-            for r, p in messages
+            {"created_at": at, "receiver": m.receiver, "status": "pending", "attempts": 0,
+             "payload": json.dumps(m.payload, ensure_ascii=False),
+             "next_attempt_at": to_micros(m.not_before), "group_key": m.group_key}
+            for m in messages
         ])
 
-    def due_messages(self, now: datetime, limit: int = 100) -> list[sa.Row]:
-        q = (sa.select(outbox).where(outbox.c.status == "pending",
-                                     outbox.c.next_attempt_at <= to_micros(now))
-             .order_by(outbox.c.id).limit(limit))
+    def pending_messages(self, limit: int = 1000) -> list[sa.Row]:
+        """The oldest pending messages, due or not, in the order they were queued."""
+        q = (sa.select(outbox).where(outbox.c.status == "pending").order_by(outbox.c.id)
+             .limit(limit))
         with self.engine.connect() as c:
             return list(c.execute(q).all())
+
+    def group_pending(self, receiver: str, group_key: str) -> list[sa.Row]:
+        q = (sa.select(outbox).where(outbox.c.status == "pending",
+                                     outbox.c.receiver == receiver,
+                                     outbox.c.group_key == group_key).order_by(outbox.c.id))
+        with self.engine.connect() as c:
+            return list(c.execute(q).all())
+
+    def mark_sent(self, ids: Sequence[int], receiver: str, group_key: str | None,
+                  now: datetime, attempts: int) -> None:
+        """Mark a delivered group's messages sent and log the group's send, atomically."""
+        at = to_micros(now)
+        with self.engine.begin() as c:
+            c.execute(sa.update(outbox).where(outbox.c.id.in_(list(ids))).values(
+                status="sent", sent_at=at, attempts=attempts, last_error=None))
+            if group_key:
+                stmt = self._insert(notification_log).values(receiver=receiver,
+                                                             group_key=group_key, sent_at=at)
+                c.execute(stmt.on_conflict_do_update(
+                    index_elements=["receiver", "group_key"],
+                    set_={"sent_at": stmt.excluded.sent_at}))
+
+    def last_sent(self, since: datetime) -> dict[tuple[str, str], datetime]:
+        q = sa.select(notification_log).where(notification_log.c.sent_at >= to_micros(since))
+        with self.engine.connect() as c:
+            return {(r.receiver, r.group_key): from_micros(r.sent_at) for r in c.execute(q)}
 
     def mark_message(self, msg_id: int, **values: Any) -> None:
         with self.engine.begin() as c:

@@ -9,11 +9,13 @@ try again; a notifier never sleeps or loops itself.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any, ClassVar, Protocol
 
 import requests
 from pydantic import BaseModel, ConfigDict, Field
 
+from monitor.durations import Duration
 from monitor.errors import KpimonError
 
 
@@ -33,6 +35,13 @@ class PermanentError(DeliveryError):
     retryable = False
 
 
+class RateLimit(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    count: int = Field(gt=0)
+    per: Duration
+
+
 class ReceiverConfig(BaseModel):
     """Settings every receiver type shares."""
 
@@ -42,6 +51,15 @@ class ReceiverConfig(BaseModel):
     type: str
     send_resolved: bool = True
     locale: str | None = Field(default=None, description="Defaults to global.locale.")
+    rate_limits: list[RateLimit] | None = Field(
+        default=None, description="At most `count` messages `per` period, e.g. "
+        "[{count: 1, per: 1s}]; the receiver type's own limits when omitted "
+        "(Slack 1/s, Telegram 1/s and 20/min for groups).")
+
+    def limits(self, default: list[tuple[int, timedelta]]) -> list[tuple[int, timedelta]]:
+        if self.rate_limits is None:
+            return default
+        return [(r.count, r.per) for r in self.rate_limits]
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,7 @@ Slack's limits (3000 characters per section, 50 blocks). Only ``&``, ``<`` and
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import ClassVar, Literal
 
 import requests
@@ -32,6 +33,8 @@ class SlackNotifier:
     def __init__(self, config: SlackConfig, renderer, session: requests.Session | None = None):
         self.config, self.renderer = config, renderer
         self.session = session or requests.Session()
+        # Slack accepts about one message a second per incoming webhook.
+        self.rate_limits = config.limits([(1, timedelta(seconds=1))])
 
     def send(self, notification: Notification) -> None:
         text = self.renderer.render(self.config.template, notification, self.config.locale)

@@ -7,6 +7,7 @@ carries ``parameters.retry_after``, which the outbox honours.
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import ClassVar, Literal
 
 import requests
@@ -53,6 +54,11 @@ class TelegramNotifier:
     def __init__(self, config: TelegramConfig, renderer, session: requests.Session | None = None):
         self.config, self.renderer = config, renderer
         self.session = session or requests.Session()
+        # Bot API limits: one message a second per chat, twenty a minute per group.
+        limits = [(1, timedelta(seconds=1))]
+        if str(config.chat_id).startswith("-"):
+            limits.append((20, timedelta(minutes=1)))
+        self.rate_limits = config.limits(limits)
 
     def send(self, notification: Notification) -> None:
         text = self.renderer.render(self.config.template, notification, self.config.locale)

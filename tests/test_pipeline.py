@@ -37,7 +37,14 @@ class Instance:
             evaluate_group(group, self.rt, self.store, self.live, at)
         evaluate_sources(self.rt, self.store, self.live, at)
         if send:
-            self.sender.drain(at)
+            self.drain(at)
+
+    def drain(self, at):
+        """Send what is due, a second at a time as the daemon does (receivers' rate
+        limits allow about one message a second), until nothing more goes out."""
+        for second in range(60):
+            if not self.sender.drain(at + timedelta(seconds=second)) and second:
+                break
 
     def stop(self):
         self.store.close()

@@ -8,6 +8,7 @@ from datetime import timedelta
 import pytest
 from werkzeug import Response
 
+from monitor.dispatch import Message
 from monitor.kpis import Catalog
 from monitor.outbox import Backoff, Sender
 from monitor.rendering import NotificationRenderer
@@ -82,10 +83,14 @@ def test_long_messages_are_split_within_slack_limits():
     assert all(len(b["text"]["text"]) <= SECTION_LIMIT for b in out)
 
 
+def message(receiver: str) -> Message:
+    return Message(receiver, payload(SAMPLE), f"{receiver}|firing|{{}}", NOW)
+
+
 def test_sender_retries_with_backoff_then_delivers_once(httpserver, tmp_path):
     store = Store(f"sqlite:///{tmp_path / 'k.db'}")
     with store.transaction() as conn:
-        store.enqueue([("team", payload(SAMPLE))], NOW, conn)
+        store.enqueue([message("team")], NOW, conn)
     n = notifier(httpserver)
     sender = Sender(store, {"team": n}, Backoff(initial=timedelta(seconds=10)))
     httpserver.expect_oneshot_request(SECRET_PATH).respond_with_data("rollup_error", status=500)
@@ -103,7 +108,7 @@ def test_sender_retries_with_backoff_then_delivers_once(httpserver, tmp_path):
 def test_retry_after_is_honoured(httpserver, tmp_path):
     store = Store(f"sqlite:///{tmp_path / 'k.db'}")
     with store.transaction() as conn:
-        store.enqueue([("team", payload(SAMPLE))], NOW, conn)
+        store.enqueue([message("team")], NOW, conn)
     httpserver.expect_oneshot_request(SECRET_PATH).respond_with_response(
         Response("rate limited", status=429, headers={"Retry-After": "30"}))
     sender = Sender(store, {"team": notifier(httpserver)}, Backoff(initial=timedelta(seconds=1)))
@@ -116,7 +121,7 @@ def test_retry_after_is_honoured(httpserver, tmp_path):
 def test_permanent_failure_is_dead_lettered_at_once(httpserver, tmp_path, caplog):
     store = Store(f"sqlite:///{tmp_path / 'k.db'}")
     with store.transaction() as conn:
-        store.enqueue([("team", payload(SAMPLE))], NOW, conn)
+        store.enqueue([message("team")], NOW, conn)
     httpserver.expect_oneshot_request(SECRET_PATH).respond_with_data("channel_not_found",
                                                                      status=404)
     outcomes = []
@@ -132,7 +137,7 @@ def test_permanent_failure_is_dead_lettered_at_once(httpserver, tmp_path, caplog
 def test_a_failing_receiver_does_not_block_another(httpserver, tmp_path):
     store = Store(f"sqlite:///{tmp_path / 'k.db'}")
     with store.transaction() as conn:
-        store.enqueue([("down", payload(SAMPLE)), ("team", payload(SAMPLE))], NOW, conn)
+        store.enqueue([message("down"), message("team")], NOW, conn)
     down = SlackNotifier(SlackConfig(name="down", type="slack", timeout=0.5,
                                      webhook_url="http://127.0.0.1:9/x"),
                          NotificationRenderer(Templates([templates_dir()], Catalog())))
