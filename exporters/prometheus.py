@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 import polars as pl
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
@@ -37,6 +38,9 @@ class Views:
     runtime: Callable[[], object]  # -> monitor.runtime.Runtime
     outbox_counts: Callable[[], dict[str, int]]
     dropped: Callable[[], dict[str, int]] = dict  # rule -> KPI series over the limits
+    silences: Callable[[], list] = list  # -> [monitor.silences.Silence]
+    now: Callable[[], datetime] = lambda: datetime.now(UTC)
+
 
 ERROR_KINDS = ("read", "connect", "timeout", "http", "auth", "query", "parse", "rejected",
                "store", "internal")
@@ -63,6 +67,17 @@ class KpimonCollector(Collector):
         for status in ("pending", "sent", "dead"):
             outbox.add_metric([status], counts.get(status, 0))
         yield outbox
+        failures = CounterMetricFamily("kpimon_template_failures", "Notifications whose "
+                                       "template failed at send time and went out as the "
+                                       "plain built-in message (since the last reload).")
+        failures.add_metric([], getattr(runtime.renderer, "failures", 0))
+        yield failures
+        silenced = GaugeMetricFamily("kpimon_silences", "Silences by state (config and ad "
+                                     "hoc).", labels=["state"])
+        states = [s.state(self.views.now()) for s in self.views.silences()]
+        for state in ("active", "pending", "expired"):
+            silenced.add_metric([state], states.count(state))
+        yield silenced
         dropped = GaugeMetricFamily("kpimon_exporter_series_dropped", "KPI series not "
                                     "exported by the last build because of the cardinality "
                                     "limits (server.max_series_per_rule, server.max_series).",

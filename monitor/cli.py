@@ -1,4 +1,4 @@
-"""The command line: ``kpimon run | check | eval | schema``.
+"""The command line: ``kpimon run | check | eval | backtest | notify | silence | test | schema``.
 
 Exit codes:
   0  success
@@ -16,7 +16,7 @@ import logging
 import sys
 from datetime import UTC, datetime
 
-from monitor import __version__
+from monitor import __version__, silencecmd
 from monitor.errors import ConfigError, KpimonError
 
 EXIT_CODES = """exit codes:
@@ -67,6 +67,8 @@ def _parser() -> argparse.ArgumentParser:
     ntest.add_argument("-c", "--config", required=True)
     ntest.add_argument("--receiver", required=True)
     ntest.add_argument("--status", choices=["firing", "resolved"], default="firing")
+
+    silencecmd.add_parser(sub)
 
     test = sub.add_parser("test", help="run rule unit tests", epilog=EXIT_CODES)
     test.add_argument("files", nargs="+", metavar="FILE")
@@ -220,7 +222,7 @@ def _parse_time(text: str, option: str = "--at") -> datetime:
 
 
 COMMANDS = {"run": cmd_run, "check": cmd_check, "eval": cmd_eval, "backtest": cmd_backtest,
-            "notify": cmd_notify, "test": cmd_test,
+            "notify": cmd_notify, "test": cmd_test, "silence": silencecmd.run,
             "schema": cmd_schema}
 
 if __name__ == "__main__":

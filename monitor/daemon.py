@@ -24,6 +24,7 @@ from prometheus_client import CollectorRegistry
 
 from exporters.exposition import Exposition, Limits
 from exporters.prometheus import KpimonCollector, Views, daemon_metrics
+from monitor import leases, silences
 from monitor.config import load_config
 from monitor.cycle import (
     WINDOW_MARGIN,
@@ -41,6 +42,7 @@ from monitor.runtime import Runtime, build
 from monitor.server import ApiContext, App, HttpServer
 from monitor.store import Store
 from monitor.webconfig import BasicAuth, load_web_config, ssl_context
+from notifiers.alertmanager import AlertmanagerNotifier
 
 log = logging.getLogger("kpimon")
 Clock = Callable[[], datetime]
@@ -75,7 +77,9 @@ class Daemon:
                                                            server.max_series))
         self.registry.register(KpimonCollector(Views(
             live=lambda: self.live, runtime=lambda: self.runtime,
-            outbox_counts=self.store.outbox_counts, dropped=lambda: self.exposition.dropped)))
+            outbox_counts=self.store.outbox_counts, dropped=lambda: self.exposition.dropped,
+            silences=lambda: [*self.runtime.silences, *silences.stored(self.store)],
+            now=clock)))
         self._dirty = threading.Event()
         self.sender = self._sender()
         self.scheduler = BackgroundScheduler(timezone=UTC, job_defaults={
@@ -89,7 +93,8 @@ class Daemon:
         host, port = listen or cfg.server.host_port
         app, tls = App(ApiContext(
             live=lambda: self.live, runtime=lambda: self.runtime, ready=self.ready,
-            reload=self.reload, metrics=lambda: self.exposition.payload)), None
+            reload=self.reload, metrics=lambda: self.exposition.payload,
+            store=lambda: self.store, clock=clock)), None
         if cfg.server.web_config_file:
             web, base = load_web_config(self.runtime.loaded.resolve(cfg.server.web_config_file))
             if web.basic_auth_users:
@@ -139,6 +144,11 @@ class Daemon:
                                next_run_time=now + timedelta(minutes=1), replace_existing=True)
         self.scheduler.add_job(self._publish, "interval", id="publish", seconds=1,
                                replace_existing=True)
+        resend = [n.config.resend_interval for n in self.runtime.notifiers.values()
+                  if isinstance(n, AlertmanagerNotifier)]
+        if resend:
+            self.scheduler.add_job(self._renew_leases, "interval", id="eval:leases",
+                                   seconds=min(resend).total_seconds(), replace_existing=True)
 
     def _poll(self, name: str) -> None:
         if name in self.runtime.sources:
@@ -181,6 +191,10 @@ class Daemon:
         since = self.clock() - self.runtime.history - WINDOW_MARGIN
         with self.live.lock:
             self.live.window = self.live.window.trim(since)
+
+    def _renew_leases(self) -> None:
+        leases.renew(self.runtime, self.live.alert_state, self.store, self.clock(),
+                     lambda r, o: self.metrics.notifications.labels(r, o).inc())
 
     def _maintain(self) -> None:
         """Roll-up and retention: the whole store once after start, then the recent days."""

@@ -111,7 +111,8 @@ class Sender:
             self._dead(head, ids, attempts, f"receiver {head.receiver!r} is no longer "
                                             "configured")
             return False
-        notification = merge(head.receiver, [json.loads(m.payload) for m in members])
+        notification = merge(head.receiver, [json.loads(m.payload) for m in members],
+                             key="kpimon-" + "-".join(map(str, ids)))
         try:
             notifier.send(notification)
         except DeliveryError as exc:
@@ -137,7 +138,7 @@ class Sender:
         self.on_outcome(head.receiver, "dead")
 
 
-def merge(receiver: str, payloads: list[dict[str, Any]]) -> Notification:
+def merge(receiver: str, payloads: list[dict[str, Any]], key: str = "") -> Notification:
     """One notification from a group's queued payloads: each alert once, its latest state."""
     latest: dict[str, dict[str, Any]] = {}
     for payload in payloads:
@@ -150,4 +151,5 @@ def merge(receiver: str, payloads: list[dict[str, Any]]) -> Notification:
     status = last["status"]
     if last.get("digest"):
         status = "firing" if any(a["status"] == "firing" for a in alerts) else "resolved"
-    return Notification(receiver, status, alerts, last.get("groupLabels", {}))
+    return Notification(receiver, status, alerts, last.get("groupLabels", {}), key,
+                        bool(last.get("digest")))

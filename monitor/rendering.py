@@ -24,6 +24,7 @@ class NotificationRenderer:
     def context(self, n: Notification) -> dict[str, Any]:
         return {
             "receiver": n.receiver, "status": n.status, "alerts": list(n.alerts),
+            "digest": n.digest,
             "group_labels": n.group_labels, **self.links,
         }
 

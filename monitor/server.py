@@ -36,6 +36,11 @@ class ApiContext:
     ready: Callable[[], bool]
     reload: Callable[[], str | None]  # returns an error message or None
     metrics: Callable[[], Payload]  # the latest pre-built exposition
+    store: Callable[[], Any] | None = None  # for the silences API
+    clock: Callable[[], datetime] = lambda: datetime.now(UTC)
+
+
+MAX_BODY = 64 * 1024
 
 
 def _json(start_response, body: Any, status: str = "200 OK") -> list[bytes]:
@@ -84,6 +89,8 @@ class App:
             return (_text(start_response, "reloaded\n") if error is None
                     else _text(start_response, f"reload failed, old rules kept:\n{error}\n",
                                "500 Internal Server Error"))
+        if path == "/api/v1/silences" or path.startswith("/api/v1/silences/"):
+            return self.silences(environ, start_response, method, path)
         routes = {"/api/v1/alerts": self.alerts, "/api/v1/rules": self.rules,
                   "/api/v1/sources": self.sources, "/api/v1/goals": self.goals}
         if path in routes:
@@ -92,6 +99,46 @@ class App:
             return _text(start_response, self.status_page(), content_type="text/html; "
                          "charset=utf-8")
         return _text(start_response, "not found\n", "404 Not Found")
+
+    def silences(self, environ: dict, start_response, method: str, path: str) -> list[bytes]:
+        """GET lists, POST creates or updates, DELETE /api/v1/silences/<id> expires."""
+        from monitor import silences
+
+        store, now = self.ctx.store() if self.ctx.store else None, self.ctx.clock()
+        if store is None:
+            return _json(start_response, {"status": "error", "error": "no store"},
+                         "503 Service Unavailable")
+        silence_id = path[len("/api/v1/silences/"):] if path.count("/") == 4 else ""
+        try:
+            if method == "GET" and not silence_id:
+                every = [*self.ctx.runtime().silences, *silences.stored(store)]
+                return _json(start_response, {"status": "success", "data": {
+                    "silences": [s.as_dict(now) for s in every]}})
+            if method == "POST" and not silence_id:
+                size = int(environ.get("CONTENT_LENGTH") or 0)
+                if size > MAX_BODY:
+                    return _json(start_response, {"status": "error", "error": "body too large"},
+                                 "413 Content Too Large")
+                try:
+                    body = json.loads(environ["wsgi.input"].read(size) or b"{}")
+                except ValueError:
+                    raise silences.SilenceError("the body is not JSON") from None
+                silence = silences.parse_request(body, now)
+                silences.save(store, silence, now)
+                log.info("silence %s created by %s until %s: %s", silence.id,
+                         silence.created_by, silence.ends_at.isoformat(),
+                         ", ".join(silences.matcher_text(m) for m in silence.matchers))
+                return _json(start_response, {"status": "success",
+                                              "data": {"silenceID": silence.id}})
+            if method == "DELETE" and silence_id:
+                silences.expire(store, silence_id, now)
+                log.info("silence %s expired", silence_id)
+                return _json(start_response, {"status": "success", "data": {}})
+        except silences.SilenceError as exc:
+            status = "404 Not Found" if str(exc).startswith("no silence") else "400 Bad Request"
+            return _json(start_response, {"status": "error", "error": str(exc)}, status)
+        return _text(start_response, "use GET or POST on /api/v1/silences, DELETE on "
+                                     "/api/v1/silences/<id>\n", "405 Method Not Allowed")
 
     def alerts(self) -> dict[str, Any]:
         live, runtime = self.ctx.live(), self.ctx.runtime()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from notifiers.alertmanager import AlertmanagerNotifier
 from notifiers.email import EmailNotifier
 from notifiers.log import LogNotifier
 from notifiers.slack import SlackNotifier
@@ -9,6 +10,7 @@ from notifiers.telegram import TelegramNotifier
 from notifiers.webhook import WebhookNotifier
 
 NOTIFIER_TYPES: dict[str, type] = {
+    "alertmanager": AlertmanagerNotifier,
     "email": EmailNotifier,
     "log": LogNotifier,
     "slack": SlackNotifier,

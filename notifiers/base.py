@@ -70,6 +70,10 @@ class Notification:
     status: str  # "firing" or "resolved"
     alerts: tuple[dict[str, Any], ...]
     group_labels: dict[str, str]
+    # The outbox messages delivered by this notification: the same on a retry
+    # after a crash, so a receiving end can drop a duplicate.
+    key: str = ""
+    digest: bool = False  # a scheduled digest: alerts of either status, each with its own
 
 
 class Notifier(Protocol):

@@ -1,7 +1,9 @@
 """The ``webhook`` receiver: Alertmanager's webhook payload (version 4), optionally signed.
 
 With ``hmac_secret`` the body's HMAC-SHA256 is sent in ``X-Kpimon-Signature:
-sha256=<hex>`` so the receiving end can verify who sent it.
+sha256=<hex>`` so the receiving end can verify who sent it. ``Idempotency-Key``
+names the outbox messages delivered: a delivery repeated after a crash (sent,
+but killed before it was marked) carries the same key.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from pydantic import Field, SecretStr
 from notifiers.base import Notification, ReceiverConfig, check, post
 
 SIGNATURE_HEADER = "X-Kpimon-Signature"
+IDEMPOTENCY_HEADER = "Idempotency-Key"  # the same on a re-delivery after a crash
 
 
 class WebhookConfig(ReceiverConfig):
@@ -60,6 +63,8 @@ class WebhookNotifier:
     def send(self, notification: Notification) -> None:
         body = json.dumps(payload(notification), ensure_ascii=False).encode()
         headers = {"Content-Type": "application/json"}
+        if notification.key:
+            headers[IDEMPOTENCY_HEADER] = notification.key
         if self.config.hmac_secret is not None:
             digest = hmac.new(self.config.hmac_secret.get_secret_value().encode(), body,
                               hashlib.sha256).hexdigest()
