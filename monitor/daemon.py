@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import signal
 import threading
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -45,6 +46,7 @@ from monitor.webconfig import BasicAuth, load_web_config, ssl_context
 from notifiers.alertmanager import AlertmanagerNotifier
 
 log = logging.getLogger("kpimon")
+STOP_DRAIN_SECONDS = 3.0
 Clock = Callable[[], datetime]
 
 
@@ -254,11 +256,17 @@ class Daemon:
                  len(self.runtime.rules.groups), len(self.runtime.sources))
 
     def stop(self) -> None:
-        """Finish running jobs, deliver what is due, close everything."""
+        """Finish running jobs, deliver what is due for a few seconds, close everything.
+
+        A send burst is interrupted between two messages; what is left stays in
+        the outbox and goes out after the next start, never twice.
+        """
         log.info("stopping: finishing running jobs")
+        self.sender.stopping.set()
         self.scheduler.shutdown(wait=True)
+        self.sender.stopping.clear()
         try:
-            self.sender.drain(self.clock())
+            self.sender.drain(self.clock(), deadline=time.monotonic() + STOP_DRAIN_SECONDS)
         except Exception:  # never block shutdown on a receiver
             log.exception("final outbox drain failed; messages stay queued")
         self.http.stop()

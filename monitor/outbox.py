@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
+import time
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -75,13 +77,20 @@ class Sender:
         self.on_outcome = on_outcome or (lambda receiver, outcome: None)
         self.limiters = {name: RateLimiter(getattr(n, "rate_limits", ()))
                          for name, n in notifiers.items()}
+        self.stopping = threading.Event()  # set on shutdown: stop between two messages
 
-    def drain(self, now: datetime) -> int:
-        """One pass over the pending messages; returns how many notifications went out."""
+    def drain(self, now: datetime, deadline: float | None = None) -> int:
+        """One pass over the pending messages; returns how many notifications went out.
+
+        Stops early, between two deliveries, on shutdown or at ``deadline``
+        (time.monotonic()); what is left stays queued for the next pass or start.
+        """
         delivered = 0
         blocked: set[str] = set()
         done: set[int] = set()  # merged into a notification already this pass
         for msg in self.store.pending_messages():
+            if self.stopping.is_set() or (deadline is not None and time.monotonic() > deadline):
+                break
             if msg.receiver in blocked or msg.id in done:
                 continue
             if msg.next_attempt_at > to_micros(now):
