@@ -14,6 +14,7 @@ import os
 from datetime import UTC, datetime
 
 import requests
+import yaml
 
 from monitor.durations import parse_duration
 from monitor.errors import KpimonError
@@ -89,9 +90,15 @@ def _base_url(args: argparse.Namespace) -> str:
     if args.url:
         return args.url.rstrip("/")
     if args.config:
-        from monitor.config import load_config
-
-        host, port = load_config(args.config).config.server.host_port
+        # Only the address is needed: read server.listen without validating the rest,
+        # so the command works without the daemon's secrets in the environment.
+        try:
+            with open(args.config, encoding="utf-8") as f:
+                document = yaml.safe_load(f) or {}
+        except (OSError, yaml.YAMLError) as exc:
+            raise UsageError(f"cannot read {args.config}: {exc}") from None
+        listen = str((document.get("server") or {}).get("listen", "127.0.0.1:8464"))
+        host, _, port = listen.rpartition(":")
         return f"http://{'127.0.0.1' if host in ('', '0.0.0.0') else host}:{port}"
     return DEFAULT_URL
 

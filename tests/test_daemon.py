@@ -213,3 +213,39 @@ def test_invalid_config_exits_2_without_traceback(tmp_path):
     assert result.returncode == 2
     assert "Traceback" not in result.stderr
     assert f"{config}:1:" in result.stderr
+
+
+def kpimon(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "monitor.cli", *args], capture_output=True,
+                          text=True, timeout=60)
+
+
+def test_silences_through_the_cli_and_api_persist_across_a_restart(tmp_path, hook):
+    d = Daemon(tmp_path, hook.url_for(HOOK))
+    try:
+        added = kpimon("silence", "add", 'campaign="retargeting"', 'severity=~"warn.*"',
+                       "--duration", "2h", "--comment", "audience refresh", "--author", "anna",
+                       "--url", d.base)
+        assert added.returncode == 0, added.stderr
+        silence_id = added.stdout.strip()
+        listed = kpimon("silence", "list", "-c", str(d.config))
+        assert silence_id in listed.stdout and "active" in listed.stdout
+        assert 'campaign="retargeting"' in listed.stdout and "audience refresh" in listed.stdout
+        bad = requests.post(d.base + "/api/v1/silences", json={"matchers": ["x"]}, timeout=5)
+        assert bad.status_code == 400 and "invalid matcher" in bad.json()["error"]
+        assert d.stop() == 0
+        d = Daemon(tmp_path, hook.url_for(HOOK))  # same store: the silence is still there
+        [silence] = d.get("/api/v1/silences").json()["data"]["silences"]
+        assert silence["id"] == silence_id and silence["status"]["state"] == "active"
+        assert silence["createdBy"] == "anna"
+        expired = kpimon("silence", "expire", silence_id, "--url", d.base)
+        assert expired.returncode == 0 and f"expired {silence_id}" in expired.stdout
+        [silence] = d.get("/api/v1/silences").json()["data"]["silences"]
+        assert silence["status"]["state"] == "expired"
+        wait_for(lambda: {s.labels["state"]: s.value for s in d.metrics()["kpimon_silences"]}
+                 == {"active": 0.0, "pending": 0.0, "expired": 1.0})
+        missing = kpimon("silence", "expire", "nope", "--url", d.base)
+        assert missing.returncode == 1 and "no silence 'nope'" in missing.stderr
+        assert "Traceback" not in missing.stderr
+    finally:
+        d.stop()
