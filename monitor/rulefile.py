@@ -377,6 +377,8 @@ def _annotations(spec: RuleSpec, doc: Located, loc: tuple, templates,
                  problems: list[Problem]) -> dict[str, jinja2.Template]:
     compiled = {}
     for key, text in {**spec.annotations, **spec.labels}.items():
+        if "{{" not in text and "{%" not in text:
+            continue  # plain text: sent as written, no render per alert
         try:
             compiled[key] = templates.compile_string(text)
         except jinja2.TemplateSyntaxError as err:

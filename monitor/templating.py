@@ -12,19 +12,14 @@ import math
 import re
 from collections.abc import Callable
 from datetime import timedelta
-from functools import cache
+from functools import cache, lru_cache
 from pathlib import Path
 from typing import Any
 
 import jinja2
 from babel import Locale
 from babel.dates import format_timedelta
-from babel.numbers import (
-    format_currency,
-    format_decimal,
-    format_percent,
-    get_currency_symbol,
-)
+from babel.numbers import get_currency_symbol, parse_pattern
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from monitor.kpis import Catalog, Unit
@@ -42,7 +37,7 @@ class Formatter:
         if not _finite(value):
             return MISSING
         pattern = "#,##0" + ("." + "#" * digits if digits else "")
-        return format_decimal(value, pattern, locale=self.locale)
+        return _pattern(pattern).apply(value, self.locale)
 
     def percent(self, value: float | None, digits: int = 1) -> str:
         """A ratio (0.023) as a percent in the locale's own pattern: "2,3 %" / "2.3%"."""
@@ -51,7 +46,7 @@ class Formatter:
         pattern = self.locale.percent_formats[None].pattern
         if digits:
             pattern = re.sub(r"0(?=[^0]*$)", "0." + "0" * digits, pattern, count=1)
-        return format_percent(value, pattern, locale=self.locale)
+        return _pattern(pattern).apply(value, self.locale)
 
     def money(self, value: float | None, currency: str | None = None) -> str:
         """Whole units from 100 up ("650 ₽"), kopecks below ("12,40 ₽")."""
@@ -61,10 +56,14 @@ class Formatter:
         if abs(value) >= 100:
             pattern = pattern.replace(".00", "")
         code = currency or self.currency
-        if get_currency_symbol(code, self.locale).isalpha():
+        symbol = get_currency_symbol(code, self.locale)
+        if symbol.isalpha():
             pattern = pattern.replace("¤#", "¤\u00a0#")  # "RUB 650", not "RUB650"
-        return format_currency(value, code, pattern, locale=self.locale,
-                               currency_digits=False)
+        # The symbol goes into the pattern as literal text: Babel's own currency
+        # step looks up plural currency names on every call, which costs more than
+        # the rest of the formatting.
+        literal = "'" + symbol.replace("'", "''") + "'"
+        return _pattern(pattern.replace("¤", literal)).apply(value, self.locale)
 
     def points(self, delta: float | None, digits: int = 1) -> str:
         """A difference of two ratios in percentage points: -0.008 -> "-0,8 п. п."."""
@@ -98,6 +97,10 @@ class Formatter:
         if unit is Unit.SECONDS:
             return self.duration(value)
         return self.number(value, 2)
+
+
+# Babel parses a pattern on every call; alerts format thousands of numbers a cycle.
+_pattern = lru_cache(maxsize=256)(parse_pattern)
 
 
 def _finite(value: Any) -> bool:
