@@ -69,10 +69,11 @@ class AlertViews:
 
     def __init__(self, rules: RuleSet, catalog: Catalog, external_url: str = ""):
         self.rules, self.catalog, self.external_url = rules, catalog, external_url
-        self.known = {r.id for r in rules.rules}  # state rows of removed rules are skipped
+        self.by_id = {r.id: r for r in rules.rules}
+        self.known = set(self.by_id)  # state rows of removed rules are skipped
 
     def build(self, row: dict[str, Any]) -> dict[str, Any]:
-        rule = self.rules.rule(row["rule"])
+        rule = self.by_id[row["rule"]]
         series = json.loads(row["series"])
         values = json.loads(row["kpi_values"] or "{}")
         status = "resolved" if row["state"] == AlertState.RESOLVED else "firing"
