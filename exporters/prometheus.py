@@ -25,7 +25,7 @@ from prometheus_client.registry import Collector
 
 from monitor import __version__
 from monitor.alerts import AlertState
-from monitor.health import with_source_rule
+from monitor.health import with_builtin_rules
 
 CACHED = " Cached: computed by the last evaluation, not at scrape time."
 
@@ -94,7 +94,7 @@ class KpimonCollector(Collector):
                         + CACHED, "gauge")
         since = Metric("kpimon_alerts_active_since_timestamp_seconds",
                        "When each pending or firing alert became active." + CACHED, "gauge")
-        rules = {r.id: r for r in with_source_rule(runtime.rules).rules}
+        rules = {r.id: r for r in with_builtin_rules(runtime.rules).rules}
         rows = live.alert_state.filter(
             live.alert_state["state"].is_in([AlertState.PENDING, AlertState.FIRING]))
         for rule, series, state, active_at in rows.select(
@@ -156,11 +156,20 @@ class KpimonCollector(Collector):
             "value": GaugeMetricFamily("kpimon_goal_value", "The KPI to date in the goal's "
                                        "period." + CACHED, labels=labels),
             "expected": GaugeMetricFamily("kpimon_goal_expected", "Where the KPI should be by "
-                                          "now on a linear pace (the target, for ratios)."
-                                          + CACHED, labels=labels),
+                                          "now on the goal's pace, linear or by weekday (the "
+                                          "target, for ratios)." + CACHED, labels=labels),
             "forecast": GaugeMetricFamily("kpimon_goal_forecast", "The KPI forecast for the "
                                           "period's end at the pace so far." + CACHED,
                                           labels=labels),
+            "forecast_low": GaugeMetricFamily("kpimon_goal_forecast_low", "Lower end of the "
+                                              "forecast's 90 % interval." + CACHED,
+                                              labels=labels),
+            "forecast_high": GaugeMetricFamily("kpimon_goal_forecast_high", "Upper end of the "
+                                               "forecast's 90 % interval." + CACHED,
+                                               labels=labels),
+            "at_risk": GaugeMetricFamily("kpimon_goal_at_risk", "1 if the forecast falls "
+                                         "short of the goal's at_risk share of the target.",
+                                         labels=labels),
             "elapsed": GaugeMetricFamily("kpimon_goal_period_elapsed_ratio", "Share of the "
                                          "goal's period already complete (0-1).",
                                          labels=labels),
@@ -169,7 +178,7 @@ class KpimonCollector(Collector):
             key = [row["goal"], row["kpi"], row["owner"], row["level"]]
             for name, family in fams.items():
                 if row[name] is not None:
-                    family.add_metric(key, row[name])
+                    family.add_metric(key, float(row[name]))
         yield from fams.values()
 
     def _rules(self, live, runtime) -> Iterator[Metric]:

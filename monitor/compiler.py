@@ -7,7 +7,8 @@ statistics per series (``$b0:median``). The compiler turns the syntax tree into
 one polars expression over those columns and records what the engine must
 compute: the spans (each a range relative to the window) and bucket statistics.
 
-Window functions, registered in ``FUNCTIONS``:
+Window functions, registered in ``FUNCTIONS`` (plus ``benchmark(kpi)``, the
+configured benchmark of a KPI):
 
   prev(x, 7d)               x over the window shifted back by 7d
   pct_change(x, 7d)         x / prev(x, 7d) - 1
@@ -89,9 +90,10 @@ class RuleCompiler:
     """Compiles the expressions of one rule; records the spans and buckets they read."""
 
     def __init__(self, catalog: Catalog, window: WindowSpec, targets: dict[str, pl.Expr],
-                 measures: set[str]):
+                 measures: set[str], benchmarks: dict[str, pl.Expr] | None = None):
         self.catalog, self.window, self.targets, self.known_measures = (
             catalog, window, targets, measures)
+        self.benchmarks = benchmarks or {}
         self.spans: dict[Span, set[str]] = {WINDOW: set()}
         self.buckets: list[BucketStat] = []
 
@@ -137,7 +139,8 @@ class RuleCompiler:
             if (_canonical(existing.node), existing.history, existing.stats,
                     existing.alpha) == key:
                 return existing
-        plain = RuleCompiler(self.catalog, self.window, self.targets, self.known_measures)
+        plain = RuleCompiler(self.catalog, self.window, self.targets, self.known_measures,
+                             self.benchmarks)
         x_expr = plain.compile(x)
         if len(plain.spans) > 1 or plain.buckets:
             raise ex.ExprError("a baseline's expression cannot use window functions", _pos(x))
@@ -274,7 +277,19 @@ def _share(c: RuleCompiler, node: ex.Call) -> pl.Expr:
     return ex.safe_div(value, value.sum())
 
 
+def _benchmark(c: RuleCompiler, node: ex.Call) -> pl.Expr:
+    """``benchmark(cr)``: the configured benchmark of a KPI (per label when it has one)."""
+    (x,) = _args(node, 1, 1)
+    if not isinstance(x, ex.Name) or x.name not in c.catalog:
+        raise ex.ExprError("benchmark() takes a KPI name, e.g. benchmark(cr)", _pos(x))
+    if x.name not in c.benchmarks:
+        raise ex.ExprError(f"no benchmark for {x.name!r}: add it under benchmarks: in the "
+                           "config", _pos(x))
+    return c.benchmarks[x.name]
+
+
 FUNCTIONS: dict[str, Callable[[RuleCompiler, ex.Call], pl.Expr]] = {
+    "benchmark": _benchmark,
     "prev": _prev,
     "pct_change": _pct_change,
     "baseline": _baseline,

@@ -22,6 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from monitor.durations import Duration
 from monitor.goals import GoalSpec
+from monitor.rulefile import BenchmarkSpec
 from monitor.sources import SOURCE_TYPES
 from monitor.timeintervals import TimeInterval
 from monitor.yamlsrc import Located, load_yaml, validate
@@ -235,6 +236,9 @@ class Config(Strict):
                                  "searched before the built-in ones.")
     goals: list[GoalSpec] = Field(default_factory=list, description="Goals with targets and "
                                   "periods; their pace is exported for boards.")
+    benchmarks: dict[str, BenchmarkSpec] = Field(default_factory=dict, description="KPI -> "
+                                                 "an industry or internal benchmark with its "
+                                                 "context; rules use benchmark(kpi).")
     time_intervals: list[TimeInterval] = Field(default_factory=list, description="Named "
                                                "times for routes to mute or be active in.")
     silences: list[SilenceSpec] = Field(default_factory=list, description="Silences kept in "

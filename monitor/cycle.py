@@ -19,6 +19,7 @@ import polars as pl
 from monitor import alerts, dispatch, health, silences
 from monitor.errors import KpimonError
 from monitor.evaluate import Evaluation, evaluate
+from monitor.goal_rule import goal_candidates, goal_rule
 from monitor.goals import GOAL_SCHEMA, evaluate_goals
 from monitor.rulefile import Group, Rule
 from monitor.runtime import Runtime
@@ -161,7 +162,7 @@ def _advance_and_commit(rules: list[Rule], candidates: pl.DataFrame, runtime: Ru
                         store: Store, live: LiveState, now: datetime) -> alerts.Step:
     cfg = runtime.config
     step = alerts.advance(live.alert_state, candidates, rules, now)
-    views = dispatch.AlertViews(health.with_source_rule(runtime.rules), runtime.catalog,
+    views = dispatch.AlertViews(health.with_builtin_rules(runtime.rules), runtime.catalog,
                                 cfg.global_.external_url)
     send_resolved = {r.name: r.send_resolved for r in cfg.receivers}
     ids = [r.id for r in rules]
@@ -194,10 +195,13 @@ def _short(value: float | None) -> str:
     return "none" if value is None else f"{value:.4g}"
 
 
-def evaluate_goal_pace(runtime: Runtime, live: LiveState, now: datetime) -> pl.DataFrame:
-    """Recompute every goal's pace from the window (cheap: a few sums per goal)."""
+def evaluate_goal_pace(runtime: Runtime, store: Store, live: LiveState,
+                       now: datetime) -> pl.DataFrame:
+    """Recompute every goal's pace from the window (a few sums per goal) and advance
+    the GoalAtRisk alerts."""
     goals = evaluate_goals(list(runtime.config.goals), live.window.frame, now, runtime.tz,
                            runtime.catalog)
     with live.lock:
         live.goals = goals
+    _advance_and_commit([goal_rule()], goal_candidates(goals), runtime, store, live, now)
     return goals

@@ -169,7 +169,7 @@ class Daemon:
 
     def _goals(self) -> None:
         if self.runtime.config.goals:
-            evaluate_goal_pace(self.runtime, self.live, self.clock())
+            evaluate_goal_pace(self.runtime, self.store, self.live, self.clock())
             self._dirty.set()
 
     def _check_sources(self) -> None:

@@ -50,13 +50,14 @@ def source_rule() -> Rule:
     return rules.rules[0]
 
 
-def with_source_rule(rules: RuleSet) -> RuleSet:
-    """The rule set the API and dispatch see: the user's rules plus the source rule."""
+def with_builtin_rules(rules: RuleSet) -> RuleSet:
+    """The rule set the API and dispatch see: the user's rules plus kpimon's own
+    (KpimonSourceDown, GoalAtRisk)."""
+    from monitor.goal_rule import goal_rule
     from monitor.rulefile import Group
 
-    rule = source_rule()
-    return RuleSet((*rules.groups, Group("kpimon", "<built-in>", None, (rule,))),
-                   rules.warnings)
+    return RuleSet((*rules.groups, Group("kpimon", "<built-in>", None,
+                                         (source_rule(), goal_rule()))), rules.warnings)
 
 
 def source_candidates(sources: dict, intervals: dict[str, float], now: datetime,

@@ -15,7 +15,7 @@ import polars as pl
 
 from monitor import dispatch, silences
 from monitor.alerts import AlertState
-from monitor.health import with_source_rule
+from monitor.health import with_builtin_rules
 from monitor.runtime import Runtime
 from monitor.store import Store
 from notifiers.alertmanager import AlertmanagerNotifier
@@ -27,7 +27,7 @@ log = logging.getLogger("kpimon.notify")
 def firing_by_receiver(runtime: Runtime, state: pl.DataFrame, store: Store,
                        now: datetime) -> dict[str, list[dict]]:
     cfg = runtime.config
-    views = dispatch.AlertViews(with_source_rule(runtime.rules), runtime.catalog,
+    views = dispatch.AlertViews(with_builtin_rules(runtime.rules), runtime.catalog,
                                 cfg.global_.external_url)
     rows = [r for r in state.filter(pl.col("state") == AlertState.FIRING).iter_rows(named=True)
             if r["rule"] in views.known]

@@ -8,6 +8,7 @@ suggestion, because a typo would otherwise be a rule that silently never fires.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -46,6 +47,29 @@ class TargetSpec(_Strict):
     by: str
     values: dict[str, float]
     default: float | None = None
+
+
+class BenchmarkSpec(_Strict):
+    """An industry or internal benchmark of one KPI, with the context it holds in.
+
+    ``{value: 0.025, context: "e-commerce, RU"}``, or per label value:
+    ``{by: channel, values: {google_ads: 0.04, meta: 0.012}, value: 0.02}``
+    (``value`` is then the default). Rules compare with ``benchmark(ctr)``.
+    """
+
+    value: float | None = None
+    by: str | None = None
+    values: dict[str, float] = Field(default_factory=dict)
+    context: str = Field(default="", description="Where it holds: 'B2B SaaS', 'e-commerce'.")
+    source: str = Field(default="", description="Where it comes from, for the reader.")
+
+    @model_validator(mode="after")
+    def _some(self) -> BenchmarkSpec:
+        if self.value is None and not self.values:
+            raise ValueError("give a value, or values per label value with by")
+        if self.values and self.by is None:
+            raise ValueError("values per label value need by: the label")
+        return self
 
 
 class RuleSpec(_Strict):
@@ -189,6 +213,7 @@ class Vocabulary:
     catalog: Catalog
     measures: frozenset[str]
     labels: frozenset[str] | None = None  # None: not known (no sources configured)
+    benchmarks: Mapping[str, BenchmarkSpec] = field(default_factory=dict)
 
 
 def load_rules(paths: list[Path], vocab: Vocabulary, templates) -> RuleSet:
@@ -286,7 +311,8 @@ def _compile_rule(spec: RuleSpec, group: str, doc: Located, loc: tuple, vocab: V
     annotations = _annotations(spec, doc, loc, templates, problems)
     if len(problems) > before:
         return []
-    compiler = RuleCompiler(vocab.catalog, spec.window, targets, set(vocab.measures))
+    compiler = RuleCompiler(vocab.catalog, spec.window, targets, set(vocab.measures),
+                            benchmarks=_benchmarks(spec, vocab))
     try:
         compiled = {where: compiler.compile(tree) for where, tree in trees.items()}
         comparison = ex.first_comparison(next(iter(trees.values())))
@@ -354,6 +380,28 @@ def _targets(spec: RuleSpec, doc: Located, loc: tuple, vocab: Vocabulary,
     return out
 
 
+def _locale_of(key: str, texts: dict[str, str]) -> str | None:
+    """``summary_ru`` renders numbers and words in Russian; ``summary`` next to a
+    ``summary_ru`` is the English text; anything else in the configured locale."""
+    if key.endswith("_ru"):
+        return "ru_RU"
+    if f"{key}_ru" in texts:
+        return "en_US"
+    return None
+
+
+def _benchmarks(spec: RuleSpec, vocab: Vocabulary) -> dict[str, pl.Expr]:
+    """Benchmarks as columns: per the rule's label when it groups by it, else the default."""
+    out = {}
+    for kpi, bench in vocab.benchmarks.items():
+        if bench.by is not None and bench.by in spec.by:
+            out[kpi] = pl.col(bench.by).replace_strict(bench.values, default=bench.value,
+                                                       return_dtype=pl.Float64)
+        else:
+            out[kpi] = pl.lit(bench.value, pl.Float64)
+    return out
+
+
 def _check_guards(spec: RuleSpec, doc: Located, loc: tuple, vocab: Vocabulary,
                   problems: list[Problem]) -> None:
     for measure in spec.min_volume:
@@ -376,11 +424,12 @@ def _check_labels(spec: RuleSpec, doc: Located, loc: tuple, vocab: Vocabulary,
 def _annotations(spec: RuleSpec, doc: Located, loc: tuple, templates,
                  problems: list[Problem]) -> dict[str, jinja2.Template]:
     compiled = {}
-    for key, text in {**spec.annotations, **spec.labels}.items():
+    texts = {**spec.annotations, **spec.labels}
+    for key, text in texts.items():
         if "{{" not in text and "{%" not in text:
             continue  # plain text: sent as written, no render per alert
         try:
-            compiled[key] = templates.compile_string(text)
+            compiled[key] = templates.compile_string(text, _locale_of(key, texts))
         except jinja2.TemplateSyntaxError as err:
             where = "annotations" if key in spec.annotations else "labels"
             problems.append(doc.problem((*loc, where, key), f"template: {err.message}"))

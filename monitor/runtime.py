@@ -113,13 +113,18 @@ def build(loaded: LoadedConfig, clock=None) -> Runtime:
                                                f"{pattern!r}"))
     rules = RuleSet()
     try:
-        rules = load_rules(rule_paths, Vocabulary(catalog, measures, labels), templates)
+        rules = load_rules(rule_paths, Vocabulary(catalog, measures, labels, cfg.benchmarks),
+                           templates)
     except ConfigError as exc:
         problems.extend(exc.problems)
     notifiers = {}
     for i, rc in enumerate(cfg.receivers):
         notifiers[rc.name] = NOTIFIER_TYPES[rc.type](rc, renderer)
         problems.extend(_check_template(loaded, templates, rc, i))
+    for kpi in cfg.benchmarks:
+        if kpi not in catalog:
+            problems.append(loaded.doc.problem(("benchmarks", kpi), f"unknown KPI {kpi!r}"
+                                               f"{suggest(kpi, catalog.names)}"))
     known = catalog.names | measures
     for i, goal in enumerate(cfg.goals):
         for where, name in [(("goals", i, "kpi"), goal.kpi), *(

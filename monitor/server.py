@@ -24,7 +24,7 @@ from exporters.prometheus import series_counts
 from monitor import __version__
 from monitor.dispatch import AlertViews
 from monitor.durations import format_duration
-from monitor.health import with_source_rule
+from monitor.health import with_builtin_rules
 
 log = logging.getLogger("kpimon.http")
 
@@ -142,7 +142,7 @@ class App:
 
     def alerts(self) -> dict[str, Any]:
         live, runtime = self.ctx.live(), self.ctx.runtime()
-        rules = with_source_rule(runtime.rules)
+        rules = with_builtin_rules(runtime.rules)
         views = AlertViews(rules, runtime.catalog, runtime.config.global_.external_url)
         known = {r.id for r in rules.rules}
         rows = live.alert_state.filter(live.alert_state["rule"].is_in(list(known)))

@@ -79,6 +79,27 @@ class Formatter:
             return MISSING
         return ("+" if ratio > 0 else "") + self.percent(ratio, digits)
 
+    def plan_fact(self, value: float | None, target: float | None, unit: Unit | str) -> str:
+        """Fact against plan, the gap in percentage points for ratios and in percent
+        otherwise: "3,2 % при плане 4 %: на 0,8 п. п. ниже плана"."""
+        if not (_finite(value) and _finite(target)):
+            return MISSING
+        unit = Unit(unit)
+        ru = self.locale.language == "ru"
+        fact, plan = self.kpi(value, unit), self.kpi(target, unit)
+        if value == target:
+            return f"{fact} — точно по плану" if ru else f"{fact}: exactly on plan"
+        if unit is Unit.RATIO:
+            gap = self.points(abs(value - target)).lstrip("+")
+        elif target:
+            gap = self.percent(abs(value / target - 1), 0)
+        else:
+            gap = self.kpi(abs(value - target), unit)
+        above = value > target
+        if ru:
+            return f"{fact} при плане {plan}: на {gap} {'выше' if above else 'ниже'} плана"
+        return f"{fact} against a plan of {plan}: {gap} {'above' if above else 'below'} plan"
+
     def duration(self, value: timedelta | float | None) -> str:
         if value is None:
             return MISSING
@@ -145,15 +166,21 @@ class Templates:
         filters: dict[str, Callable[..., str]] = {
             "money": fmt.money, "percent": fmt.percent, "number": fmt.number,
             "points": fmt.points, "change": fmt.change, "duration": fmt.duration,
+            "plan_fact": lambda v, target, name: fmt.plan_fact(v, target, self._unit(name)),
             "slack_escape": slack_escape,
-            "kpi": lambda v, name: fmt.kpi(v, self.catalog[name].unit if name in self.catalog
-                                           else Unit.NUMBER),
+            "kpi": lambda v, name: fmt.kpi(v, self._unit(name)),
         }
         env.filters.update(filters)
         lang = Locale.parse(locale).language
         env.globals.update(self.extra_globals, locale=locale, lang=lang,
                            kpi_title=self._title(locale), note=_localized_note(lang))
         return env
+
+    def _unit(self, name: str) -> Unit:
+        """A KPI's unit; a measure (leads, conversions) is a count."""
+        if name in self.catalog:
+            return self.catalog[name].unit
+        return Unit.COUNT if name in self.catalog.measures else Unit.NUMBER
 
     def _title(self, locale: str) -> Callable[[str], str]:
         russian = Locale.parse(locale).language == "ru"

@@ -11,7 +11,13 @@ from pathlib import Path
 import pytest
 
 from monitor.config import load_config
-from monitor.cycle import LiveState, evaluate_group, evaluate_sources, poll_source
+from monitor.cycle import (
+    LiveState,
+    evaluate_goal_pace,
+    evaluate_group,
+    evaluate_sources,
+    poll_source,
+)
 from monitor.outbox import Sender
 from monitor.runtime import build
 from monitor.store import Store
@@ -36,6 +42,8 @@ class Instance:
         for group in self.rt.rules.groups:
             evaluate_group(group, self.rt, self.store, self.live, at)
         evaluate_sources(self.rt, self.store, self.live, at)
+        if self.rt.config.goals:
+            evaluate_goal_pace(self.rt, self.store, self.live, at)
         if send:
             self.drain(at)
 
