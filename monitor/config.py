@@ -21,6 +21,7 @@ from babel import Locale, UnknownLocaleError
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from monitor.durations import Duration
+from monitor.funnels import FunnelSpec
 from monitor.goals import GoalSpec
 from monitor.rulefile import BenchmarkSpec
 from monitor.sources import SOURCE_TYPES
@@ -236,6 +237,9 @@ class Config(Strict):
                                  "searched before the built-in ones.")
     goals: list[GoalSpec] = Field(default_factory=list, description="Goals with targets and "
                                   "periods; their pace is exported for boards.")
+    funnels: list[FunnelSpec] = Field(default_factory=list, description="Ordered stages "
+                                      "per channel; the FunnelBottleneck alert names the step "
+                                      "that fell most and why.")
     benchmarks: dict[str, BenchmarkSpec] = Field(default_factory=dict, description="KPI -> "
                                                  "an industry or internal benchmark with its "
                                                  "context; rules use benchmark(kpi).")

@@ -19,6 +19,7 @@ import polars as pl
 from monitor import alerts, dispatch, health, silences
 from monitor.errors import KpimonError
 from monitor.evaluate import Evaluation, evaluate
+from monitor.funnel_rule import funnel_candidates, funnel_rule
 from monitor.goal_rule import goal_candidates, goal_rule
 from monitor.goals import GOAL_SCHEMA, evaluate_goals
 from monitor.rulefile import Group, Rule
@@ -205,3 +206,11 @@ def evaluate_goal_pace(runtime: Runtime, store: Store, live: LiveState,
         live.goals = goals
     _advance_and_commit([goal_rule()], goal_candidates(goals), runtime, store, live, now)
     return goals
+
+
+def evaluate_funnels(runtime: Runtime, store: Store, live: LiveState, now: datetime) -> int:
+    """Diagnose every funnel and advance the FunnelBottleneck alerts; returns transitions."""
+    candidates = funnel_candidates(list(runtime.config.funnels), live.window.frame, now,
+                                   runtime.tz)
+    step = _advance_and_commit([funnel_rule()], candidates, runtime, store, live, now)
+    return step.transitions.height

@@ -30,6 +30,7 @@ from monitor.config import load_config
 from monitor.cycle import (
     WINDOW_MARGIN,
     LiveState,
+    evaluate_funnels,
     evaluate_goal_pace,
     evaluate_group,
     evaluate_sources,
@@ -168,8 +169,13 @@ class Daemon:
         self._dirty.set()
 
     def _goals(self) -> None:
-        if self.runtime.config.goals:
+        """Goals and funnels: kpimon's marketing alerts, on the default interval."""
+        cfg = self.runtime.config
+        if cfg.goals:
             evaluate_goal_pace(self.runtime, self.store, self.live, self.clock())
+            self._dirty.set()
+        if cfg.funnels:
+            evaluate_funnels(self.runtime, self.store, self.live, self.clock())
             self._dirty.set()
 
     def _check_sources(self) -> None:

@@ -52,12 +52,14 @@ def source_rule() -> Rule:
 
 def with_builtin_rules(rules: RuleSet) -> RuleSet:
     """The rule set the API and dispatch see: the user's rules plus kpimon's own
-    (KpimonSourceDown, GoalAtRisk)."""
+    (KpimonSourceDown, GoalAtRisk, FunnelBottleneck)."""
+    from monitor.funnel_rule import funnel_rule
     from monitor.goal_rule import goal_rule
     from monitor.rulefile import Group
 
     return RuleSet((*rules.groups, Group("kpimon", "<built-in>", None,
-                                         (source_rule(), goal_rule()))), rules.warnings)
+                                         (source_rule(), goal_rule(), funnel_rule()))),
+                   rules.warnings)
 
 
 def source_candidates(sources: dict, intervals: dict[str, float], now: datetime,

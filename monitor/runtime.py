@@ -121,6 +121,12 @@ def build(loaded: LoadedConfig, clock=None) -> Runtime:
     for i, rc in enumerate(cfg.receivers):
         notifiers[rc.name] = NOTIFIER_TYPES[rc.type](rc, renderer)
         problems.extend(_check_template(loaded, templates, rc, i))
+    for i, funnel in enumerate(cfg.funnels):
+        for j, stage in enumerate(funnel.stages):
+            if stage not in measures:
+                problems.append(loaded.doc.problem(("funnels", i, "stages", j), (
+                    f"unknown measure {stage!r}{suggest(stage, measures)}: funnel stages "
+                    "are additive measures")))
     for kpi in cfg.benchmarks:
         if kpi not in catalog:
             problems.append(loaded.doc.problem(("benchmarks", kpi), f"unknown KPI {kpi!r}"

@@ -13,6 +13,7 @@ import pytest
 from monitor.config import load_config
 from monitor.cycle import (
     LiveState,
+    evaluate_funnels,
     evaluate_goal_pace,
     evaluate_group,
     evaluate_sources,
@@ -44,6 +45,8 @@ class Instance:
         evaluate_sources(self.rt, self.store, self.live, at)
         if self.rt.config.goals:
             evaluate_goal_pace(self.rt, self.store, self.live, at)
+        if self.rt.config.funnels:
+            evaluate_funnels(self.rt, self.store, self.live, at)
         if send:
             self.drain(at)
 
