@@ -7,7 +7,11 @@ incidents make the default rule pack fire on the first evaluation:
 
 * ``yandex_direct / retargeting``: conversions collapse over the last 3 days (CPA spike);
 * ``meta / video_views``: CTR jumps to ~8 % while conversion falls to ~0.3 %;
-* email list ``promo``: yesterday's send had an unsubscribe spike.
+* email list ``promo``: yesterday's send had an unsubscribe spike;
+* ``google_ads / generic_search``: the landing page's lead form broke 3 days ago:
+  clicks as usual, leads down 80 % (a funnel incident: clicks -> leads).
+
+A goal that falls behind is in ``config.example.yaml``.
 """
 
 from __future__ import annotations
@@ -106,18 +110,23 @@ class DemoSource:
         for channel, campaigns in CAMPAIGNS.items():
             for campaign, (impr, ctr, cr, cpc, aov) in campaigns.items():
                 rnd = random.Random(f"{self.config.seed}:{day}:{channel}:{campaign}")
-                if self.config.incidents and 0 <= age <= 3:
+                lead_rate = cr * 2.4  # form fills: the retargeting audience still fills them
+                incident = self.config.incidents and 0 <= age <= 3
+                if incident:
                     if campaign == "retargeting":
                         cr = cr * 0.15  # the CPA spike: the audience went stale
                     elif campaign == "video_views":
                         # A clickbait creative: cheap, irrelevant clicks that do not convert.
                         ctr, cr, cpc = 0.082, 0.0025, 1.2
+                        lead_rate = cr * 2.4
+                    elif campaign == "generic_search":
+                        lead_rate *= 0.2  # the broken lead form
                 impressions = round(impr * season * _noise(rnd, 0.06))
                 clicks = _binomial(rnd, impressions, ctr)
                 conversions = _binomial(rnd, clicks, cr)
                 cost = round(clicks * cpc * _noise(rnd, 0.04), 2)
                 revenue = round(conversions * aov * _noise(rnd, 0.08), 2)
-                leads = _binomial(rnd, clicks, cr * 2.4)
+                leads = _binomial(rnd, clicks, lead_rate)
                 out.append((ts, channel, campaign, None, impressions, clicks, cost, conversions,
                             revenue, leads, None, None, None))
         for name, (delivered_n, open_r, click_r, unsub_r, conv_r) in EMAIL_LISTS.items():
