@@ -1,4 +1,5 @@
-"""The command line: ``kpimon run | check | eval | backtest | notify | silence | test | schema``.
+"""The command line: ``kpimon run | check | eval | backtest | report | notify | silence | test
+| schema``.
 
 Exit codes:
   0  success
@@ -69,6 +70,17 @@ def _parser() -> argparse.ArgumentParser:
     ntest.add_argument("--status", choices=["firing", "resolved"], default="firing")
 
     silencecmd.add_parser(sub)
+
+    report = sub.add_parser("report", help="render a weekly or monthly report to an HTML file",
+                            epilog=EXIT_CODES)
+    report.add_argument("-c", "--config", required=True)
+    report.add_argument("--period", choices=["last-week", "last-month"], default="last-week")
+    report.add_argument("--owner", help="only this owner's goals and funnels")
+    report.add_argument("--locale", help="ru_RU or en_US (default: global.locale)")
+    report.add_argument("--at", help="as if run at this time, ISO 8601 (default: now)")
+    report.add_argument("--out", required=True, metavar="FILE.html")
+    report.add_argument("--no-poll", action="store_true",
+                        help="use stored data only (default: also poll sources, without storing)")
 
     test = sub.add_parser("test", help="run rule unit tests", epilog=EXIT_CODES)
     test.add_argument("files", nargs="+", metavar="FILE")
@@ -212,6 +224,16 @@ def cmd_schema(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    from monitor.report import run_report
+
+    at = _parse_time(args.at) if args.at else datetime.now(UTC)
+    path = run_report(args.config, args.period, args.out, at, args.owner, args.locale,
+                      poll=not args.no_poll)
+    print(f"wrote {path}")
+    return 0
+
+
 def _parse_time(text: str, option: str = "--at") -> datetime:
     try:
         t = datetime.fromisoformat(text)
@@ -223,6 +245,7 @@ def _parse_time(text: str, option: str = "--at") -> datetime:
 
 COMMANDS = {"run": cmd_run, "check": cmd_check, "eval": cmd_eval, "backtest": cmd_backtest,
             "notify": cmd_notify, "test": cmd_test, "silence": silencecmd.run,
+            "report": cmd_report,
             "schema": cmd_schema}
 
 if __name__ == "__main__":

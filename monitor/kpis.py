@@ -110,6 +110,22 @@ BUILTIN: tuple[KPI, ...] = (
 )
 
 
+# Measures people read as numbers of their own: unit and titles (English, Russian).
+MEASURE_INFO: dict[str, tuple[Unit, str, str]] = {
+    "cost": (Unit.MONEY, "Spend", "Расход"),
+    "revenue": (Unit.MONEY, "Revenue", "Выручка"),
+    "conversions": (Unit.COUNT, "Conversions", "Конверсии"),
+    "leads": (Unit.COUNT, "Leads", "Лиды"),
+    "impressions": (Unit.COUNT, "Impressions", "Показы"),
+    "clicks": (Unit.COUNT, "Clicks", "Клики"),
+    "visits": (Unit.COUNT, "Visits", "Визиты"),
+    "delivered": (Unit.COUNT, "Emails delivered", "Доставлено писем"),
+    "opens": (Unit.COUNT, "Opens", "Открытия"),
+    "unsubscribes": (Unit.COUNT, "Unsubscribes", "Отписки"),
+    "new_customers": (Unit.COUNT, "New customers", "Новые клиенты"),
+}
+
+
 class Catalog:
     """The KPIs known to one configuration: the built-ins plus the user's own."""
 
@@ -136,6 +152,20 @@ class Catalog:
     def measures(self) -> set[str]:
         """Every measure any KPI in the catalog is built from."""
         return set().union(*(k.measures for k in self._kpis.values()))
+
+    def unit_of(self, name: str) -> Unit:
+        """A KPI's unit, or a measure's (money for cost and revenue, else a count)."""
+        if name in self._kpis:
+            return self._kpis[name].unit
+        return MEASURE_INFO[name][0] if name in MEASURE_INFO else Unit.COUNT
+
+    def title_of(self, name: str, russian: bool = False) -> str:
+        if name in self._kpis:
+            k = self._kpis[name]
+            return (k.title_ru if russian else k.title) or name
+        if name in MEASURE_INFO:
+            return MEASURE_INFO[name][2 if russian else 1]
+        return name
 
     def expand(self, node: ex.Node, seen: tuple[str, ...] = ()) -> set[str]:
         """The raw measures an expression needs once KPIs are expanded to formulas."""

@@ -177,19 +177,14 @@ class Templates:
         return env
 
     def _unit(self, name: str) -> Unit:
-        """A KPI's unit; a measure (leads, conversions) is a count."""
-        if name in self.catalog:
-            return self.catalog[name].unit
-        return Unit.COUNT if name in self.catalog.measures else Unit.NUMBER
+        """A KPI's unit; a measure's (money for cost and revenue, else a count)."""
+        return self.catalog.unit_of(name)
 
     def _title(self, locale: str) -> Callable[[str], str]:
         russian = Locale.parse(locale).language == "ru"
 
         def title(name: str) -> str:
-            if name not in self.catalog:
-                return name
-            k = self.catalog[name]
-            return (k.title_ru if russian else k.title) or k.name
+            return self.catalog.title_of(name, russian)
         return title
 
     def localized_name(self, name: str, locale: str | None) -> str:
