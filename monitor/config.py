@@ -175,6 +175,33 @@ class Route(Strict):
         return v
 
 
+class ReportSpec(Strict):
+    """A scheduled report: the last week (operational) or month (strategic) for one owner."""
+
+    name: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_.-]*$")
+    period: Literal["last-week", "last-month"] = "last-week"
+    schedule: str | None = Field(default=None, description="Cron in global.timezone; Monday "
+                                 "09:00 for weekly, the 1st at 09:00 for monthly reports.")
+    owner: str | None = Field(default=None, description="Only this owner's goals and funnels.")
+    receivers: list[str] = Field(min_length=1, description="email gets the HTML with charts; "
+                                 "slack, telegram and log get the summary.")
+    locale: str | None = None
+
+    @field_validator("schedule")
+    @classmethod
+    def _cron(cls, v: str | None) -> str | None:
+        if v is not None:
+            try:
+                CronTrigger.from_crontab(v)
+            except ValueError as exc:
+                raise ValueError(f"not a cron expression: {exc}") from None
+        return v
+
+    @property
+    def cron(self) -> str:
+        return self.schedule or ("0 9 * * 1" if self.period == "last-week" else "0 9 1 * *")
+
+
 class SilenceSpec(Strict):
     """A silence kept in git: alerts matching every matcher are not notified meanwhile."""
 
@@ -237,6 +264,8 @@ class Config(Strict):
                                  "searched before the built-in ones.")
     goals: list[GoalSpec] = Field(default_factory=list, description="Goals with targets and "
                                   "periods; their pace is exported for boards.")
+    reports: list[ReportSpec] = Field(default_factory=list, description="Scheduled weekly "
+                                      "and monthly reports.")
     funnels: list[FunnelSpec] = Field(default_factory=list, description="Ordered stages "
                                       "per channel; the FunnelBottleneck alert names the step "
                                       "that fell most and why.")
@@ -264,6 +293,15 @@ class Config(Strict):
             if receiver not in names:
                 raise ValueError(f"route names receiver {receiver!r}, which is not defined "
                                  f"(defined: {', '.join(names)})")
+        for report in self.reports:
+            for receiver in report.receivers:
+                if receiver not in names:
+                    raise ValueError(f"report {report.name!r} names receiver {receiver!r}, "
+                                     "which is not defined")
+                kind = next(r.type for r in self.receivers if r.name == receiver)
+                if not hasattr(NOTIFIER_TYPES[kind], "send_report"):
+                    raise ValueError(f"report {report.name!r}: a {kind} receiver cannot take "
+                                     "reports (use email, slack, telegram or log)")
         intervals = {i.name for i in self.time_intervals}
         for name in _route_intervals(self.route):
             if name not in intervals:

@@ -21,6 +21,7 @@ from pathlib import Path
 import polars as pl
 from apscheduler.events import EVENT_JOB_ERROR, EVENT_JOB_MISSED, JobExecutionEvent
 from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.triggers.cron import CronTrigger
 from prometheus_client import CollectorRegistry
 
 from exporters.exposition import Exposition, Limits
@@ -39,6 +40,7 @@ from monitor.cycle import (
 from monitor.errors import ConfigError
 from monitor.evaluate import KPI_SCHEMA
 from monitor.outbox import Sender
+from monitor.report import queue_report
 from monitor.retention import maintain
 from monitor.runtime import Runtime, build
 from monitor.server import ApiContext, App, HttpServer
@@ -147,6 +149,10 @@ class Daemon:
                                next_run_time=now + timedelta(minutes=1), replace_existing=True)
         self.scheduler.add_job(self._publish, "interval", id="publish", seconds=1,
                                replace_existing=True)
+        for report in self.runtime.config.reports:
+            self.scheduler.add_job(self._report, CronTrigger.from_crontab(
+                report.cron, timezone=tz), args=[report.name], id=f"eval:report:{report.name}",
+                replace_existing=True)
         resend = [n.config.resend_interval for n in self.runtime.notifiers.values()
                   if isinstance(n, AlertmanagerNotifier)]
         if resend:
@@ -199,6 +205,12 @@ class Daemon:
         since = self.clock() - self.runtime.history - WINDOW_MARGIN
         with self.live.lock:
             self.live.window = self.live.window.trim(since)
+
+    def _report(self, name: str) -> None:
+        """Render a scheduled report from the window and queue it to its receivers."""
+        spec = next((r for r in self.runtime.config.reports if r.name == name), None)
+        if spec is not None:
+            queue_report(self.runtime, self.store, self.live.window.frame, spec, self.clock())
 
     def _renew_leases(self) -> None:
         leases.renew(self.runtime, self.live.alert_state, self.store, self.clock(),

@@ -120,10 +120,13 @@ class Sender:
             self._dead(head, ids, attempts, f"receiver {head.receiver!r} is no longer "
                                             "configured")
             return False
-        notification = merge(head.receiver, [json.loads(m.payload) for m in members],
-                             key="kpimon-" + "-".join(map(str, ids)))
+        payloads = [json.loads(m.payload) for m in members]
         try:
-            notifier.send(notification)
+            if "report" in payloads[0]:  # a scheduled report, not an alert group
+                notifier.send_report(payloads[0]["report"])
+            else:
+                notifier.send(merge(head.receiver, payloads,
+                                    key="kpimon-" + "-".join(map(str, ids))))
         except DeliveryError as exc:
             if exc.retryable and attempts < self.backoff.max_attempts:
                 delay = self.backoff.delay(attempts, exc.retry_after)

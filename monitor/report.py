@@ -282,3 +282,23 @@ def run_report(config_path: str, period: str, out: str, at: datetime,
     except OSError as exc:
         raise ReportError(f"cannot write {out}: {exc.strerror}") from None
     return str(path)
+
+
+def queue_report(rt: Runtime, store, frame: pl.DataFrame, spec, now: datetime) -> int:
+    """Build a scheduled report and queue it in the outbox, one message per receiver."""
+    import logging
+
+    from monitor.dispatch import Message
+
+    log = logging.getLogger("kpimon.report")
+    try:
+        report = build_report(rt, frame, spec.period, now, spec.owner, spec.locale)
+    except KpimonError as exc:
+        log.error("report %s not built: %s", spec.name, exc)
+        return 0
+    rendered = render(rt, report, images="cid")
+    messages = [Message(r, {"report": rendered}, "", now) for r in spec.receivers]
+    with store.transaction() as conn:
+        store.enqueue(messages, now, conn)
+    log.info("report %s queued for %s", spec.name, ", ".join(spec.receivers))
+    return len(messages)

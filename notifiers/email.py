@@ -6,6 +6,7 @@ every connection has a timeout. ``tls: none`` exists for a relay on localhost.
 
 from __future__ import annotations
 
+import base64
 import smtplib
 import ssl
 from email.message import EmailMessage
@@ -50,6 +51,24 @@ class EmailNotifier:
         return msg
 
     def send(self, notification: Notification) -> None:
+        self._deliver(self.message(notification))
+
+    def send_report(self, report: dict) -> None:
+        """A report: text, and HTML with its charts as inline (cid:) PNG parts."""
+        cfg = self.config
+        msg = EmailMessage()
+        msg["Subject"] = report["subject"]
+        msg["From"], msg["To"] = cfg.sender, ", ".join(cfg.to)
+        msg["Date"], msg["Message-ID"] = formatdate(localtime=False), make_msgid("kpimon")
+        msg.set_content(report["text"])
+        msg.add_alternative(report["html"], subtype="html")
+        html = msg.get_payload()[-1]
+        for cid, data in report.get("images", {}).items():
+            html.add_related(base64.b64decode(data), maintype="image", subtype="png",
+                             cid=f"<{cid}>", filename=f"{cid}.png")
+        self._deliver(msg)
+
+    def _deliver(self, message: EmailMessage) -> None:
         cfg = self.config
         host, _, port = cfg.smarthost.rpartition(":")
         context = ssl.create_default_context(cafile=cfg.ca_file)
@@ -65,7 +84,7 @@ class EmailNotifier:
                 if cfg.username:
                     _login(smtp, cfg.username,
                            cfg.password.get_secret_value() if cfg.password else "")
-                smtp.send_message(self.message(notification))
+                smtp.send_message(message)
         except smtplib.SMTPAuthenticationError as exc:
             raise PermanentError(f"{what}: authentication failed ({exc.smtp_code})") from None
         except smtplib.SMTPRecipientsRefused as exc:

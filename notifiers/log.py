@@ -21,6 +21,11 @@ class LogNotifier:
     def __init__(self, config: LogConfig, renderer):
         self.config, self.renderer = config, renderer
 
+    def send_report(self, report: dict) -> None:
+        log.info("[%s] %s", self.config.name, report["subject"])
+        for line in report["text"].strip().splitlines():
+            log.info("[%s] %s", self.config.name, line)
+
     def send(self, notification: Notification) -> None:
         text = self.renderer.render(self.config.template, notification, self.config.locale)
         for line in text.strip().splitlines():

@@ -13,6 +13,7 @@ from typing import ClassVar, Literal
 import requests
 from pydantic import Field, SecretStr
 
+from monitor.templating import slack_escape
 from notifiers.base import Notification, ReceiverConfig, check, post
 
 SECTION_LIMIT = 3000
@@ -42,6 +43,15 @@ class SlackNotifier:
         what = f"slack {self.config.name}"
         check(post(self.session, self.config.webhook_url.get_secret_value(), what,
                    self.config.timeout, json=payload), what)
+
+
+    def send_report(self, report: dict) -> None:
+        """A report's summary (the charts stay in the emailed or saved report)."""
+        text = f"*{slack_escape(report['subject'])}*\n\n{slack_escape(report['text'])}"
+        what = f"slack {self.config.name}"
+        check(post(self.session, self.config.webhook_url.get_secret_value(), what,
+                   self.config.timeout, json={"text": text[:FALLBACK_LIMIT],
+                                              "blocks": blocks(text)}), what)
 
 
 def blocks(text: str) -> list[dict]:

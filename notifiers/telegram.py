@@ -7,6 +7,7 @@ carries ``parameters.retry_after``, which the outbox honours.
 
 from __future__ import annotations
 
+import html
 from datetime import timedelta
 from typing import ClassVar, Literal
 
@@ -64,6 +65,15 @@ class TelegramNotifier:
         text = self.renderer.render(self.config.template, notification, self.config.locale)
         url = (f"{self.config.api_url.rstrip('/')}/bot"
                f"{self.config.bot_token.get_secret_value()}/sendMessage")
+        for piece in split(text):
+            self._post(url, {"chat_id": self.config.chat_id, "text": piece,
+                             "parse_mode": "HTML", "disable_web_page_preview": True})
+
+    def send_report(self, report: dict) -> None:
+        """A report's summary as text (the charts stay in the emailed or saved report)."""
+        url = (f"{self.config.api_url.rstrip('/')}/bot"
+               f"{self.config.bot_token.get_secret_value()}/sendMessage")
+        text = f"<b>{html.escape(report['subject'])}</b>\n\n{html.escape(report['text'])}"
         for piece in split(text):
             self._post(url, {"chat_id": self.config.chat_id, "text": piece,
                              "parse_mode": "HTML", "disable_web_page_preview": True})
