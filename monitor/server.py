@@ -89,6 +89,8 @@ class App:
             return (_text(start_response, "reloaded\n") if error is None
                     else _text(start_response, f"reload failed, old rules kept:\n{error}\n",
                                "500 Internal Server Error"))
+        if path == "/api/v1/ranking":
+            return self.ranking(environ, start_response)
         if path == "/api/v1/silences" or path.startswith("/api/v1/silences/"):
             return self.silences(environ, start_response, method, path)
         routes = {"/api/v1/alerts": self.alerts, "/api/v1/rules": self.rules,
@@ -139,6 +141,31 @@ class App:
             return _json(start_response, {"status": "error", "error": str(exc)}, status)
         return _text(start_response, "use GET or POST on /api/v1/silences, DELETE on "
                                      "/api/v1/silences/<id>\n", "405 Method Not Allowed")
+
+    def ranking(self, environ: dict, start_response) -> list[bytes]:
+        """Segments ranked by ROAS over the last ``days`` complete days, with hints."""
+        from urllib.parse import parse_qs
+
+        from monitor.periods import Unit, period_start
+        from monitor.ranking import rank_segments
+
+        query = parse_qs(environ.get("QUERY_STRING", ""))
+        by = [b for b in query.get("by", ["channel"])[0].split(",") if b]
+        try:
+            days = int(query.get("days", ["7"])[0])
+        except ValueError:
+            days = 0
+        if not 1 <= days <= 366:
+            return _json(start_response, {"status": "error", "error": "days: 1 to 366"},
+                         "400 Bad Request")
+        runtime, frame = self.ctx.runtime(), self.ctx.live().window.frame
+        today = self.ctx.clock().astimezone(runtime.tz).date().toordinal()
+        end = period_start(today, runtime.tz, Unit.DAY)
+        start = period_start(today - days, runtime.tz, Unit.DAY)
+        ranked = rank_segments(frame, by, start, end)
+        return _json(start_response, {"status": "success", "data": {
+            "by": by, "from": start.isoformat(), "to": end.isoformat(),
+            "segments": ranked.to_dicts()}})
 
     def alerts(self) -> dict[str, Any]:
         live, runtime = self.ctx.live(), self.ctx.runtime()

@@ -78,6 +78,8 @@ class Daemon:
             goals:
               - {{name: conversions_month, kpi: conversions, target: 25000, period: month,
                   owner: marketing_lead}}
+            funnels:
+              - {{name: paid, stages: [impressions, clicks, leads], by: [channel, campaign]}}
         """)
         self.log = tmp_path / "daemon.log"
         env = {**os.environ, "HOOK_URL": hook_url}
@@ -247,5 +249,28 @@ def test_silences_through_the_cli_and_api_persist_across_a_restart(tmp_path, hoo
         missing = kpimon("silence", "expire", "nope", "--url", d.base)
         assert missing.returncode == 1 and "no silence 'nope'" in missing.stderr
         assert "Traceback" not in missing.stderr
+    finally:
+        d.stop()
+
+
+def test_goals_funnels_and_ranking_on_the_demo(tmp_path, hook):
+    d = Daemon(tmp_path, hook.url_for(HOOK))
+    try:
+        ranking = wait_for(lambda: d.get("/api/v1/ranking?by=channel&days=7")
+                           .json()["data"]["segments"])
+        assert {r["channel"] for r in ranking} == {"google_ads", "yandex_direct", "meta"}
+        assert all(r["decision"] in ("scale", "cut", "reach", "keep") for r in ranking)
+        assert d.get("/api/v1/ranking?days=0").status_code == 400
+        goals = wait_for(lambda: d.get("/api/v1/goals").json()["data"]["goals"])
+        assert goals[0]["goal"] == "conversions_month" and goals[0]["forecast_high"]
+
+        def bottlenecks():
+            alerts = d.get("/api/v1/alerts").json()["data"]["alerts"]
+            return {a["labels"]["campaign"]: a for a in alerts
+                    if a["labels"]["alertname"] == "FunnelBottleneck"}
+        found = wait_for(lambda: len(bottlenecks()) >= 2 and bottlenecks())
+        assert set(found) == {"generic_search", "video_views"}  # the demo's two incidents
+        assert "посадочная страница" in found["generic_search"]["annotations"]["diagnosis_ru"]
+        assert "irrelevant traffic" in found["video_views"]["annotations"]["diagnosis"]
     finally:
         d.stop()

@@ -63,6 +63,9 @@ def test_every_panel_query_returns_data_from_prometheus(tmp_path, httpserver):
         with prometheus(tmp_path, d.port) as base:
             # The demo's incidents fire after `for: 30s`; the boards show them.
             wait_for(lambda: try_query(base, 'kpimon_alerts{alertstate="firing"}'), timeout=90)
+            # Panels that show increase() over counters need a few scrapes.
+            wait_for(lambda: try_query(base, 'count_over_time(up{job="kpimon"}[5m]) > 3'),
+                     timeout=60)
             missing = []
             for name, board in boards().items():
                 for var in board["templating"]["list"]:
