@@ -16,10 +16,10 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from apscheduler.triggers.cron import CronTrigger
 from babel import Locale, UnknownLocaleError
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from monitor.cron import check_cron
 from monitor.durations import Duration
 from monitor.funnels import FunnelSpec
 from monitor.goals import GoalSpec
@@ -164,15 +164,7 @@ class Route(Strict):
     continue_: bool = Field(default=False, alias="continue")
     routes: list[Route] = Field(default_factory=list)
 
-    @field_validator("digest")
-    @classmethod
-    def _cron(cls, v: str | None) -> str | None:
-        if v is not None:
-            try:
-                CronTrigger.from_crontab(v)
-            except ValueError as exc:
-                raise ValueError(f"not a cron expression: {exc}") from None
-        return v
+    _cron = field_validator("digest")(check_cron)
 
 
 class ReportSpec(Strict):
@@ -187,15 +179,7 @@ class ReportSpec(Strict):
                                  "slack, telegram and log get the summary.")
     locale: str | None = None
 
-    @field_validator("schedule")
-    @classmethod
-    def _cron(cls, v: str | None) -> str | None:
-        if v is not None:
-            try:
-                CronTrigger.from_crontab(v)
-            except ValueError as exc:
-                raise ValueError(f"not a cron expression: {exc}") from None
-        return v
+    _cron = field_validator("schedule")(check_cron)
 
     @property
     def cron(self) -> str:

@@ -23,11 +23,18 @@ import re
 from datetime import date, datetime, time, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 WEEKDAYS = ["monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"]
 MONTHS = ["january", "february", "march", "april", "may", "june", "july", "august",
           "september", "october", "november", "december"]
+# field -> (names, lowest, highest, what): the arguments of _ranges.
+RANGES: dict[str, tuple[list[str] | None, int, int, str]] = {
+    "weekdays": (WEEKDAYS, 0, 6, "weekday"),
+    "days_of_month": (None, 1, 31, "day of month"),
+    "months": (MONTHS, 1, 12, "month"),
+    "years": (None, 1, 9999, "year"),
+}
 _HHMM = re.compile(r"^([01]\d|2[0-4]):([0-5]\d)$")
 
 
@@ -110,28 +117,10 @@ class IntervalSpec(Strict):
             r.minutes()
         return v
 
-    @field_validator("weekdays")
+    @field_validator("weekdays", "days_of_month", "months", "years")
     @classmethod
-    def _weekdays(cls, v: list[str]) -> list[str]:
-        _ranges(v, WEEKDAYS, 0, 6, "weekday")
-        return v
-
-    @field_validator("days_of_month")
-    @classmethod
-    def _days(cls, v: list[str]) -> list[str]:
-        _ranges(v, None, 1, 31, "day of month")
-        return v
-
-    @field_validator("months")
-    @classmethod
-    def _months(cls, v: list[str]) -> list[str]:
-        _ranges(v, MONTHS, 1, 12, "month")
-        return v
-
-    @field_validator("years")
-    @classmethod
-    def _years(cls, v: list[str]) -> list[str]:
-        _ranges(v, None, 1, 9999, "year")
+    def _ranges(cls, v: list[str], info: ValidationInfo) -> list[str]:
+        _ranges(v, *RANGES[info.field_name])
         return v
 
     @field_validator("dates")
@@ -150,13 +139,11 @@ class IntervalSpec(Strict):
         day = local.date()
         if self.dates and not any(_in_dates(day, v) for v in self.dates):
             return False
-        if self.weekdays and not _in(local.weekday(), _ranges(self.weekdays, WEEKDAYS, 0, 6,
-                                                               "weekday")):
-            return False
-        if self.months and not _in(local.month, _ranges(self.months, MONTHS, 1, 12, "month")):
-            return False
-        if self.years and not _in(local.year, _ranges(self.years, None, 1, 9999, "year")):
-            return False
+        for field, value in (("weekdays", local.weekday()), ("months", local.month),
+                             ("years", local.year)):
+            values = getattr(self, field)
+            if values and not _in(value, _ranges(values, *RANGES[field])):
+                return False
         if self.days_of_month and not _day_of_month(local, self.days_of_month):
             return False
         if self.times:
@@ -186,7 +173,7 @@ def _day_of_month(local: datetime, values: list[str]) -> bool:
     """Negative days count from the month's end: -1 is the last day."""
     following = (local.replace(day=28) + timedelta(days=4)).replace(day=1)
     days_in_month = (following - timedelta(days=1)).day
-    for a, b in _ranges(values, None, 1, 31, "day of month"):
+    for a, b in _ranges(values, *RANGES["days_of_month"]):
         a = a if a > 0 else days_in_month + 1 + a
         b = b if b > 0 else days_in_month + 1 + b
         if a <= local.day <= b:

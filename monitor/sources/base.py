@@ -17,6 +17,7 @@ import polars as pl
 from apscheduler.triggers.cron import CronTrigger
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from monitor.cron import check_cron
 from monitor.durations import Duration
 from monitor.errors import SourceError
 
@@ -45,15 +46,7 @@ class SourceConfig(BaseModel):
     backfill: Duration = Field(default="56d", description="History read on the first poll.")
     granularity: Literal["day", "hour"] = "day"
 
-    @field_validator("schedule")
-    @classmethod
-    def _valid_cron(cls, v: str | None) -> str | None:
-        if v is not None:
-            try:
-                CronTrigger.from_crontab(v)
-            except ValueError as exc:
-                raise ValueError(f"not a cron expression: {exc}") from None
-        return v
+    _cron = field_validator("schedule")(check_cron)
 
     def trigger(self, timezone: str) -> CronTrigger | None:
         return CronTrigger.from_crontab(self.schedule, timezone=timezone) if self.schedule \

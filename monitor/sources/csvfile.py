@@ -20,7 +20,14 @@ from pydantic import Field
 
 from monitor.errors import SourceError
 from monitor.sources.base import TS, SourceConfig, empty_frame, matching_files
-from monitor.sources.tabular import ROW, TabularConfig, parse_records, report, require_fields
+from monitor.sources.tabular import (
+    ROW,
+    TabularConfig,
+    TabularSource,
+    parse_records,
+    report,
+    require_fields,
+)
 
 DELIMITERS = ",;\t|"
 
@@ -35,23 +42,8 @@ class CsvConfig(TabularConfig):
         default="auto", description="'auto' reads utf-8 and falls back to cp1251.")
 
 
-class CsvSource:
+class CsvSource(TabularSource):
     config_model: ClassVar[type[SourceConfig]] = CsvConfig
-
-    def __init__(self, config: CsvConfig, *, timezone: str, base_dir: Path | None = None):
-        self.config = config
-        self.name = config.name
-        self.tz = config.timezone or timezone
-        self.base_dir = base_dir or Path.cwd()
-        self.rejected = 0  # rows rejected by the last poll
-
-    @property
-    def dimensions(self) -> tuple[str, ...]:
-        return tuple(self.config.dimensions)
-
-    @property
-    def measures(self) -> tuple[str, ...]:
-        return tuple(self.config.measures)
 
     def poll(self, start: datetime, end: datetime) -> pl.DataFrame:
         files = matching_files(self.config.path, self.base_dir, self.name)

@@ -30,7 +30,7 @@ from monitor.durations import Duration
 from monitor.errors import SourceError
 from monitor.sources.base import TS, SourceConfig
 from monitor.sources.jsonl import dig, records_frame
-from monitor.sources.tabular import TabularConfig, parse_records, report
+from monitor.sources.tabular import TabularConfig, TabularSource, parse_records, report
 
 log = logging.getLogger(__name__)
 PLACEHOLDER = re.compile(r"\{(start|end)(_date|_epoch|_epoch_ms)?\}")
@@ -72,28 +72,17 @@ class HttpJsonConfig(TabularConfig):
     max_backoff: Duration = Field(default="2m", description="Longest wait, Retry-After included.")
 
 
-class HttpJsonSource:
+class HttpJsonSource(TabularSource):
     config_model: ClassVar[type[SourceConfig]] = HttpJsonConfig
 
     def __init__(self, config: HttpJsonConfig, *, timezone: str, base_dir: Path | None = None,
                  sleep: Callable[[float], None] = time.sleep):
-        self.config = config
-        self.name = config.name
-        self.tz = config.timezone or timezone
-        self.rejected = 0
+        super().__init__(config, timezone=timezone, base_dir=base_dir)
         self.sleep = sleep
         parts = urlsplit(config.url)
         port = f":{parts.port}" if parts.port else ""
         self.safe_url = f"{parts.scheme}://{parts.hostname}{port}{parts.path}"  # no query or user
         self.session = requests.Session()
-
-    @property
-    def dimensions(self) -> tuple[str, ...]:
-        return tuple(self.config.dimensions)
-
-    @property
-    def measures(self) -> tuple[str, ...]:
-        return tuple(self.config.measures)
 
     def poll(self, start: datetime, end: datetime) -> pl.DataFrame:
         values = self._placeholders(start, end)

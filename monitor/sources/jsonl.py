@@ -21,6 +21,7 @@ from monitor.sources.tabular import (
     ROW,
     Parsed,
     TabularConfig,
+    TabularSource,
     parse_records,
     report,
     strings,
@@ -55,23 +56,8 @@ def _scalar(value: object) -> object:
     return json.dumps(value) if isinstance(value, dict | list) else value
 
 
-class JsonlSource:
+class JsonlSource(TabularSource):
     config_model: ClassVar[type[SourceConfig]] = JsonlConfig
-
-    def __init__(self, config: JsonlConfig, *, timezone: str, base_dir: Path | None = None):
-        self.config = config
-        self.name = config.name
-        self.tz = config.timezone or timezone
-        self.base_dir = base_dir or Path.cwd()
-        self.rejected = 0
-
-    @property
-    def dimensions(self) -> tuple[str, ...]:
-        return tuple(self.config.dimensions)
-
-    @property
-    def measures(self) -> tuple[str, ...]:
-        return tuple(self.config.measures)
 
     def poll(self, start: datetime, end: datetime) -> pl.DataFrame:
         frames, rejected = [], 0

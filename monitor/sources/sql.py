@@ -23,6 +23,7 @@ from monitor.sources.base import TS, SourceConfig
 from monitor.sources.tabular import (
     ROW,
     TabularConfig,
+    TabularSource,
     parse_records,
     report,
     require_fields,
@@ -40,15 +41,12 @@ class SqlConfig(TabularConfig):
     timeout: float = Field(default=30.0, gt=0, description="Connect timeout, seconds.")
 
 
-class SqlSource:
+class SqlSource(TabularSource):
     config_model: ClassVar[type[SourceConfig]] = SqlConfig
 
     def __init__(self, config: SqlConfig, *, timezone: str, base_dir: Path | None = None):
-        self.config = config
-        self.name = config.name
-        self.tz = config.timezone or timezone
-        self.rejected = 0
-        url = sqlite_relative(config.url, base_dir or Path.cwd())
+        super().__init__(config, timezone=timezone, base_dir=base_dir)
+        url = sqlite_relative(config.url, self.base_dir)
         try:
             parsed = sa.engine.make_url(url)
             self.safe_url = parsed.render_as_string(hide_password=True)
@@ -57,14 +55,6 @@ class SqlSource:
             self.engine = sa.create_engine(url, connect_args=args, pool_pre_ping=True)
         except (sa.exc.ArgumentError, ImportError) as exc:
             raise SourceError(f"source {self.name!r}: cannot use URL: {exc}") from None
-
-    @property
-    def dimensions(self) -> tuple[str, ...]:
-        return tuple(self.config.dimensions)
-
-    @property
-    def measures(self) -> tuple[str, ...]:
-        return tuple(self.config.measures)
 
     def poll(self, start: datetime, end: datetime) -> pl.DataFrame:
         try:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Literal
 
 import polars as pl
@@ -64,6 +65,25 @@ class TabularConfig(SourceConfig):
         """Every field the mapping reads, timestamp first."""
         return list(dict.fromkeys([self.timestamp, *self.dimensions.values(),
                                    *self.measures.values()]))
+
+
+class TabularSource:
+    """What the record-reading sources share: their mapping, zone and reject count."""
+
+    def __init__(self, config: TabularConfig, *, timezone: str, base_dir: Path | None = None):
+        self.config = config
+        self.name = config.name
+        self.tz = config.timezone or timezone
+        self.base_dir = base_dir or Path.cwd()
+        self.rejected = 0  # rows rejected by the last poll
+
+    @property
+    def dimensions(self) -> tuple[str, ...]:
+        return tuple(self.config.dimensions)
+
+    @property
+    def measures(self) -> tuple[str, ...]:
+        return tuple(self.config.measures)
 
 
 @dataclass(frozen=True)
