@@ -41,6 +41,8 @@ test: $(VENV)/.installed-dev system-deps
 
 bench: $(VENV)/.installed-dev
 	$(BIN)/python -m bench
+	$(BIN)/python -m bench.ingest
+	$(BIN)/python -m bench.notify
 	$(BIN)/python -m bench.nab
 
 clean:
