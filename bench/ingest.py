@@ -92,8 +92,9 @@ def main() -> None:
             sql_store.close()
 
         window = Window(store.load_observations(start))
-        week = BENCH_NOW - timedelta(days=7)
-        restated = csv.poll(start, end).filter(pl.col("ts") >= week).with_columns(
+        polled = csv.poll(start, end)
+        last_week = polled["ts"].unique().sort().tail(7)  # the last seven days
+        restated = polled.filter(pl.col("ts").is_in(last_week.implode())).with_columns(
             pl.col("conversions") + 1)
 
         def reread() -> int:
