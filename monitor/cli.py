@@ -18,6 +18,7 @@ import sys
 from datetime import UTC, datetime
 
 from monitor import __version__, silencecmd
+from monitor.durations import parse_time
 from monitor.errors import ConfigError, KpimonError
 
 EXIT_CODES = """exit codes:
@@ -156,7 +157,7 @@ def cmd_check(args: argparse.Namespace) -> int:
 def cmd_eval(args: argparse.Namespace) -> int:
     from monitor.evalcmd import run_eval
 
-    at = _parse_time(args.at) if args.at else datetime.now(UTC)
+    at = parse_time(args.at, "--at") if args.at else datetime.now(UTC)
     rows = run_eval(args.config, at, rule=args.rule, poll=not args.no_poll)
     if args.format == "json":
         print(json.dumps({"at": at.isoformat(), "results": rows}, ensure_ascii=False, indent=2))
@@ -171,13 +172,13 @@ def cmd_backtest(args: argparse.Namespace) -> int:
     from monitor import backtest
     from monitor.durations import parse_duration
 
-    end = _parse_time(args.end, "--to") if args.end else datetime.now(UTC)
+    end = parse_time(args.end, "--to") if args.end else datetime.now(UTC)
     try:
         step = parse_duration(args.step)
     except ValueError as exc:
         raise ConfigError(f"--step: {exc}") from None
     progress = sys.stderr if sys.stderr.isatty() else None
-    report = backtest.run(args.config, _parse_time(args.start, "--from"), end, step,
+    report = backtest.run(args.config, parse_time(args.start, "--from"), end, step,
                           poll=not args.no_poll, progress=progress)
     if args.format == "json":
         print(json.dumps(report, ensure_ascii=False, indent=2))
@@ -227,20 +228,11 @@ def cmd_schema(args: argparse.Namespace) -> int:
 def cmd_report(args: argparse.Namespace) -> int:
     from monitor.report import run_report
 
-    at = _parse_time(args.at) if args.at else datetime.now(UTC)
+    at = parse_time(args.at, "--at") if args.at else datetime.now(UTC)
     path = run_report(args.config, args.period, args.out, at, args.owner, args.locale,
                       poll=not args.no_poll)
     print(f"wrote {path}")
     return 0
-
-
-def _parse_time(text: str, option: str = "--at") -> datetime:
-    try:
-        t = datetime.fromisoformat(text)
-    except ValueError:
-        raise ConfigError(f"{option}: invalid time {text!r}; use ISO 8601 like "
-                          "2026-03-01T12:00:00+03:00") from None
-    return t if t.tzinfo else t.replace(tzinfo=UTC)
 
 
 COMMANDS = {"run": cmd_run, "check": cmd_check, "eval": cmd_eval, "backtest": cmd_backtest,

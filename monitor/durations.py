@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import re
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
 from pydantic import BeforeValidator, PlainSerializer
+
+from monitor.errors import UsageError
 
 _UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 _PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w)")
@@ -54,3 +56,13 @@ Duration = Annotated[
     BeforeValidator(parse_duration),
     PlainSerializer(format_duration, return_type=str),
 ]
+
+
+def parse_time(text: str, option: str) -> datetime:
+    """An ISO 8601 instant from the command line (UTC when it has no offset)."""
+    try:
+        t = datetime.fromisoformat(text)
+    except ValueError:
+        raise UsageError(f"{option}: invalid time {text!r}; use ISO 8601 like "
+                         "2026-03-14T09:00:00+03:00") from None
+    return t if t.tzinfo else t.replace(tzinfo=UTC)

@@ -57,3 +57,9 @@ class SourceError(KpimonError):
 
 class StoreError(KpimonError):
     """The store could not be opened or written."""
+
+
+class UsageError(KpimonError):
+    """A command-line argument is invalid."""
+
+    exit_code = 2

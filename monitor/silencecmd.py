@@ -16,8 +16,8 @@ from datetime import UTC, datetime
 import requests
 import yaml
 
-from monitor.durations import parse_duration
-from monitor.errors import KpimonError
+from monitor.durations import parse_duration, parse_time
+from monitor.errors import KpimonError, UsageError
 
 DEFAULT_URL = "http://127.0.0.1:8464"
 
@@ -48,11 +48,14 @@ def add_parser(sub) -> None:
 def run(args: argparse.Namespace) -> int:
     base = _base_url(args)
     if args.silence_command == "add":
-        start = _time(args.start, "--start") if args.start else datetime.now(UTC)
-        try:
-            end = _time(args.end, "--end") if args.end else start + parse_duration(args.duration)
-        except ValueError as exc:
-            raise UsageError(f"--duration: {exc}") from None
+        start = parse_time(args.start, "--start") if args.start else datetime.now(UTC)
+        if args.end:
+            end = parse_time(args.end, "--end")
+        else:
+            try:
+                end = start + parse_duration(args.duration)
+            except ValueError as exc:
+                raise UsageError(f"--duration: {exc}") from None
         body = {"matchers": args.matchers, "startsAt": start.isoformat(),
                 "endsAt": end.isoformat(), "createdBy": args.author, "comment": args.comment}
         data = _call("POST", f"{base}/api/v1/silences", json=body)
@@ -71,19 +74,6 @@ def run(args: argparse.Namespace) -> int:
             _call("DELETE", f"{base}/api/v1/silences/{silence_id}")
             print(f"expired {silence_id}")
     return 0
-
-
-class UsageError(KpimonError):
-    exit_code = 2
-
-
-def _time(text: str, option: str) -> datetime:
-    try:
-        t = datetime.fromisoformat(text)
-    except ValueError:
-        raise UsageError(f"{option}: invalid time {text!r}; use ISO 8601 like "
-                         "2026-03-14T09:00:00+03:00") from None
-    return t if t.tzinfo else t.replace(tzinfo=UTC)
 
 
 def _base_url(args: argparse.Namespace) -> str:
